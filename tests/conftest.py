@@ -1,0 +1,39 @@
+"""Fixtures shared by every test: a real Kafka for tests marked ``@pytest.mark.kafka``.
+
+``KAFKA_BOOTSTRAP_SERVERS`` points the tests at an existing cluster; otherwise
+the session shares (or starts) the broker recorded in ``./.kafka`` and stops it
+at the end if it started it and nobody else is using it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fluvial.testing.kafka_server import KafkaServer
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """Bootstrap servers (``host:port[,...]``) of a running Kafka."""
+    external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if external:
+        yield external
+        return
+    server = KafkaServer(REPO_ROOT / ".kafka")
+    bootstrap = server.acquire()
+    try:
+        yield bootstrap
+    finally:
+        server.release()
+
+
+@pytest.fixture(scope="session")
+def kafka_url(kafka_bootstrap: str) -> str:
+    """The broker URL fluvial apps take: ``kafka://host:port[,...]``."""
+    return "kafka://" + kafka_bootstrap
