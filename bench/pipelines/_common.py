@@ -1,0 +1,98 @@
+"""What every pipeline script shares: the order shape, the settings and the result file.
+
+Pipeline scripts run in three different virtualenvs (fluvial's, faust-streaming's,
+quixstreams'), so this module uses the standard library only. Scripts import it as
+``_common`` because Python puts the script's own folder first on ``sys.path``.
+
+Settings come from the environment, set by ``bench.run``:
+
+BENCH_PIPELINE   ``plain`` or ``table``
+BENCH_EVENTS     N, the number of events after which the pipeline reports and stops
+BENCH_TOPIC      source topic (8 partitions, already filled on Kafka)
+BENCH_APP_ID     application id / consumer group, unique per run
+BENCH_RESULT     path of the JSON result file to write
+BENCH_BOOTSTRAP  host:port of the Kafka broker (peers; fluvial reads FLUVIAL_BROKER)
+BENCH_STATE_DIR  a scratch folder for state stores, unique per run
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+ACCOUNTS = 1000
+PRODUCTS = 100
+PARTITIONS = 8
+SEED = 7
+
+
+def orders(n: int, seed: int = SEED) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Yield ``n`` (key, order) pairs: keyed by order id, ~1000 distinct accounts."""
+    rng = random.Random(seed)
+    for i in range(n):
+        yield f"o{i}", {
+            "account_id": f"a{rng.randrange(ACCOUNTS)}",
+            "product_id": f"p{rng.randrange(PRODUCTS)}",
+            "amount": rng.randint(1, 10),
+            "price": round(rng.uniform(1.0, 500.0), 2),
+        }
+
+
+@dataclass(frozen=True)
+class Settings:
+    pipeline: str
+    events: int
+    topic: str
+    app_id: str
+    result_path: str
+    bootstrap: str
+    state_dir: str
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        pipeline = os.environ["BENCH_PIPELINE"]
+        if pipeline not in ("plain", "table"):
+            raise SystemExit(f"BENCH_PIPELINE must be 'plain' or 'table', not {pipeline!r}")
+        return cls(
+            pipeline=pipeline,
+            events=int(os.environ["BENCH_EVENTS"]),
+            topic=os.environ["BENCH_TOPIC"],
+            app_id=os.environ["BENCH_APP_ID"],
+            result_path=os.environ["BENCH_RESULT"],
+            bootstrap=os.environ.get("BENCH_BOOTSTRAP", ""),
+            state_dir=os.environ.get("BENCH_STATE_DIR", ""),
+        )
+
+
+def write_result(
+    settings: Settings,
+    *,
+    system: str,
+    version: str,
+    store: str,
+    events: int,
+    first_ts: float,
+    last_ts: float,
+    **extra: Any,
+) -> None:
+    """Write the run's result atomically, so the parent never reads half a file."""
+    payload = {
+        "system": system,
+        "version": version,
+        "pipeline": settings.pipeline,
+        "store": store,
+        "events": events,
+        "first_ts": first_ts,
+        "last_ts": last_ts,
+        "written_ts": time.time(),
+        **extra,
+    }
+    tmp = settings.result_path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(payload, f)
+    os.replace(tmp, settings.result_path)

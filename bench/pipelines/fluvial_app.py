@@ -1,0 +1,119 @@
+"""fluvial pipelines: the same Faust program as ``faust_app.py``, with ``import fluvial as faust``.
+
+Run as ``python bench/pipelines/fluvial_app.py worker``; ``FLUVIAL_BROKER`` picks the
+transport (``kafka://host:port`` or ``memory://``).
+
+plain: an agent iterates the orders stream and counts.
+table: the Faust README example, group_by(Order.account_id) then a Table increment.
+
+On ``memory://`` the broker lives inside this process, so a task first sends the N
+orders with ``topic.send`` and the agent starts iterating only once they are all
+written: production is not timed. On Kafka the bench fills the topic beforehand.
+
+The agent records the wall time of its first and N-th event, writes the result file
+and sends itself SIGTERM (the worker's ordinary shutdown signal), so the script
+depends on nothing beyond the Faust API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from typing import Any
+
+from _common import PARTITIONS, Settings, orders, write_result
+
+import fluvial as faust
+
+settings = Settings.from_env()
+N = settings.events
+STORE = "memory://"
+BROKER = os.environ.get("FLUVIAL_BROKER", f"kafka://{settings.bootstrap or 'localhost:9092'}")
+IN_MEMORY = BROKER.startswith("memory")
+
+
+class Order(faust.Record, serializer="json"):
+    account_id: str
+    product_id: str
+    amount: int
+    price: float
+
+
+app = faust.App(
+    settings.app_id,
+    broker=BROKER,
+    store=STORE,
+    topic_partitions=PARTITIONS,
+    consumer_auto_offset_reset="earliest",
+    web_enabled=False,
+)
+orders_topic = app.topic(settings.topic, value_type=Order, partitions=PARTITIONS)
+
+# Set once the input is in the topic; on Kafka it already is.
+produced = asyncio.Event()
+if not IN_MEMORY:
+    produced.set()
+else:
+
+    @app.task
+    async def produce_orders() -> None:
+        for key, fields in orders(N):
+            await orders_topic.send(key=key, value=Order(**fields))
+        produced.set()
+
+
+def finish(first_ts: float, last_ts: float, **extra: Any) -> None:
+    write_result(
+        settings,
+        system="fluvial",
+        version=getattr(faust, "__version__", "?"),
+        store=STORE if settings.pipeline == "table" else "-",
+        events=N,
+        first_ts=first_ts,
+        last_ts=last_ts,
+        transport="memory" if IN_MEMORY else "kafka",
+        **extra,
+    )
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+if settings.pipeline == "plain":
+
+    @app.agent(orders_topic)
+    async def count_orders(orders: faust.Stream[Order]) -> None:
+        await produced.wait()
+        seen = 0
+        first_ts = 0.0
+        async for _order in orders:
+            seen += 1
+            if seen == 1:
+                first_ts = time.time()
+            elif seen == N:
+                finish(first_ts, time.time())
+
+else:
+    order_count_by_account = app.Table("order_count", default=int)
+
+    @app.agent(orders_topic)
+    async def process(orders: faust.Stream[Order]) -> None:
+        await produced.wait()
+        seen = 0
+        first_ts = 0.0
+        async for order in orders.group_by(Order.account_id):
+            order_count_by_account[order.account_id] += 1
+            seen += 1
+            if seen == 1:
+                first_ts = time.time()
+            elif seen == N:
+                finish(
+                    first_ts,
+                    time.time(),
+                    accounts=len(order_count_by_account),
+                    table_total=sum(order_count_by_account.values()),
+                )
+
+
+if __name__ == "__main__":
+    app.main()

@@ -1,0 +1,195 @@
+"""``make bench``: fluvial against faust-streaming and quixstreams, same broker, same data.
+
+Two pipelines over an 8-partition topic of small JSON orders keyed by order id
+(~1000 distinct accounts):
+
+plain  iterate the stream and count
+table  group_by(account_id), then increment a per-account count in a table
+
+Each run is a fresh subprocess on a fresh topic and consumer group; the input is
+produced beforehand with confluent-kafka, so only processing is timed: from the first
+event the pipeline sees to the N-th. Peers run from their own virtualenvs under
+``.bench/venvs``. Results are printed and written to ``.bench/results.json``.
+
+Examples::
+
+    python -m bench.run
+    python -m bench.run --only plain --transports kafka --systems faust,quix
+    python -m bench.run --scale 0.1          # a quick smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from rich.console import Console
+
+from bench import kafka, peers
+from bench.report import print_report, write_results
+from bench.runner import RunResult, run_pipeline
+
+REPO = Path(__file__).resolve().parent.parent
+PIPELINES_DIR = REPO / "bench" / "pipelines"
+WORK = REPO / ".bench"
+
+SYSTEMS = ("fluvial", "faust", "quix")
+PIPELINES = ("plain", "table")
+TRANSPORTS = ("memory", "kafka")
+
+# N per run: a few seconds of processing each on a 2-core machine.
+DEFAULT_EVENTS: dict[tuple[str, str], int] = {
+    ("fluvial", "plain"): 1_000_000,
+    ("fluvial", "table"): 300_000,
+    ("faust", "plain"): 100_000,
+    ("faust", "table"): 30_000,
+    ("quix", "plain"): 200_000,
+    ("quix", "table"): 50_000,
+}
+STORES = {"fluvial": "memory://", "faust": "memory://", "quix": "RocksDB (Quix default)"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    console = Console() if sys.stdout.isatty() else Console(width=150)
+    run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+    scratch = WORK / "tmp" / run_id
+    scratch.mkdir(parents=True, exist_ok=True)
+    (WORK / "logs").mkdir(parents=True, exist_ok=True)
+
+    pythons = {"fluvial": Path(sys.executable)}
+    if "kafka" in args.transports:
+        for peer in ("faust", "quix"):
+            if peer in args.systems:
+                pythons[peer] = peers.ensure_venv(WORK / "venvs", peer)
+
+    plan = [("memory", "fluvial", p) for p in args.pipelines
+            if "memory" in args.transports and "fluvial" in args.systems]
+    plan += [("kafka", s, p) for s in args.systems for p in args.pipelines
+             if "kafka" in args.transports]
+    console.print(f"bench {run_id}: table stores: "
+                  + ", ".join(f"{s}={STORES[s]}" for s in args.systems))
+
+    results: list[RunResult] = []
+    meta: dict[str, object] = {"run_id": run_id, "order_key": "order id",
+                               "partitions": 8, "stores": STORES}
+    try:
+        for transport, system, pipeline in [r for r in plan if r[0] == "memory"]:
+            results.append(_one(args, console, scratch, run_id, pythons, transport, system,
+                                pipeline, bootstrap=""))
+        kafka_runs = [r for r in plan if r[0] == "kafka"]
+        if kafka_runs:
+            with kafka.kafka_broker() as bootstrap:
+                meta["bootstrap"] = bootstrap
+                console.print(f"Kafka at {bootstrap}")
+                for transport, system, pipeline in kafka_runs:
+                    results.append(_one(args, console, scratch, run_id, pythons, transport,
+                                        system, pipeline, bootstrap=bootstrap))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+        if results:
+            print_report(results, console)
+            write_results(args.results, results, meta)
+            console.print(f"results written to {args.results}")
+    return 0 if all(r.status == "ok" for r in results) else 1
+
+
+def _one(
+    args: argparse.Namespace,
+    console: Console,
+    scratch: Path,
+    run_id: str,
+    pythons: dict[str, Path],
+    transport: str,
+    system: str,
+    pipeline: str,
+    *,
+    bootstrap: str,
+) -> RunResult:
+    events = args.events or max(2, int(DEFAULT_EVENTS[system, pipeline] * args.scale))
+    name = f"{system}-{pipeline}-{transport}"
+    topic = f"bench-orders-{run_id}-{name}"
+    if transport == "kafka":
+        kafka.create_topic(bootstrap, topic)
+        produce_s = kafka.produce_orders(bootstrap, topic, events)
+        console.print(f"[dim]{name}: produced {events:,} orders in {produce_s:.1f} s[/]")
+    state_dir = scratch / name
+    state_dir.mkdir()
+    env = _env(system, transport, bootstrap, {
+        "BENCH_PIPELINE": pipeline,
+        "BENCH_EVENTS": str(events),
+        "BENCH_TOPIC": topic,
+        "BENCH_APP_ID": f"bench-{run_id}-{name}",
+        "BENCH_RESULT": str(scratch / f"{name}.json"),
+        "BENCH_BOOTSTRAP": bootstrap,
+        "BENCH_STATE_DIR": str(state_dir),
+    })
+    script = PIPELINES_DIR / f"{system}_app.py"
+    cmd = [str(pythons[system]), str(script)]
+    if system == "faust":
+        cmd += ["worker", "-l", "warn"]
+    elif system == "fluvial":
+        cmd += ["worker"]
+    console.print(f"{name}: processing {events:,} events ...")
+    result = run_pipeline(
+        system=system, pipeline=pipeline, transport=transport, events=events, cmd=cmd,
+        env=env, result_path=scratch / f"{name}.json",
+        log_path=WORK / "logs" / f"{run_id}-{name}.log", timeout_s=args.timeout,
+    )
+    if result.status == "ok":
+        console.print(f"{name}: [bold]{result.events_per_s:,.0f} events/s[/] "
+                      f"(startup {result.startup_s:.1f} s) {result.extra or ''}")
+    else:
+        console.print(f"[red]{name}: {result.status}[/] (log: .bench/logs/{run_id}-{name}.log)")
+    if transport == "kafka":
+        kafka.delete_topic(bootstrap, topic)
+    return result
+
+
+def _env(system: str, transport: str, bootstrap: str, bench: dict[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BENCH_", "FLUVIAL_"))}
+    env.pop("PYTHONPATH", None)
+    env["PYTHONUNBUFFERED"] = "1"
+    if system == "fluvial":
+        env["PYTHONPATH"] = str(REPO)  # the checkout, installed or not
+        env["FLUVIAL_BROKER"] = "memory://" if transport == "memory" else f"kafka://{bootstrap}"
+    return {**env, **bench}
+
+
+def _csv(allowed: tuple[str, ...]) -> Callable[[str], list[str]]:
+    def parse(text: str) -> list[str]:
+        items = [t.strip() for t in text.split(",") if t.strip()]
+        bad = [t for t in items if t not in allowed]
+        if bad or not items:
+            raise argparse.ArgumentTypeError(f"choose from {', '.join(allowed)}; got {text!r}")
+        return items
+    return parse
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--systems", type=_csv(SYSTEMS), default=list(SYSTEMS),
+                   help="comma-separated: fluvial,faust,quix (default: all)")
+    p.add_argument("--only", dest="pipelines", type=_csv(PIPELINES), default=list(PIPELINES),
+                   help="comma-separated pipelines: plain,table (default: both)")
+    p.add_argument("--transports", type=_csv(TRANSPORTS), default=list(TRANSPORTS),
+                   help="comma-separated: memory,kafka (default: both; memory is fluvial only)")
+    p.add_argument("--events", type=int, default=0,
+                   help="N for every run (default: per system and pipeline, see DEFAULT_EVENTS)")
+    p.add_argument("--scale", type=float, default=1.0,
+                   help="multiply the default N of every run (e.g. 0.1 for a smoke run)")
+    p.add_argument("--timeout", type=float, default=300.0,
+                   help="seconds each run may take, startup included (default 300)")
+    p.add_argument("--results", type=Path, default=WORK / "results.json")
+    return p.parse_args(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
