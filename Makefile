@@ -1,0 +1,38 @@
+# One set of commands for people and CI.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint unit kafka-up kafka-down bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev,rocksdb,web,yaml]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Run the example app on the embedded in-process broker.
+demo: $(STAMP)
+	FLUVIAL_BROKER=memory:// $(PY) examples/orders.py worker --duration 10
+
+## Lint, type-check, unit tests and Kafka integration tests (starts Kafka itself).
+test: $(STAMP)
+	$(PY) -m ruff check fluvial tests examples bench
+	$(PY) -m mypy
+	$(PY) -m pytest -q
+
+kafka-up: $(STAMP)
+	$(PY) -m fluvial.testing.kafka_server start
+
+kafka-down: $(STAMP)
+	$(PY) -m fluvial.testing.kafka_server stop
+
+## Throughput benchmarks against faust-streaming and quixstreams on the same broker.
+bench: $(STAMP)
+	$(PY) -m bench.run
+
+clean:
+	rm -rf $(VENV) .kafka .pytest_cache .mypy_cache

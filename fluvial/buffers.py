@@ -1,0 +1,113 @@
+"""The queue of events between the conductor and the actors of one subscriber."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
+
+from .types import TP
+
+if TYPE_CHECKING:
+    from .events import Event
+
+__all__ = ["EventBuffer"]
+
+
+class EventBuffer:
+    """Events waiting for one subscriber; several actors may take from it.
+
+    The conductor adds whole batches; ``full`` tells it to pause the
+    partitions that feed this buffer, and ``on_drain`` fires once the buffer
+    is back under half its size so they can resume. Nothing is ever dropped.
+    """
+
+    __slots__ = ("_waiters", "draining", "error", "items", "maxsize", "on_drain", "topics")
+
+    def __init__(self, maxsize: int, topics: Iterable[str] = ()) -> None:
+        self.items: deque[Event] = deque()
+        self.maxsize = maxsize
+        self.topics = frozenset(topics)
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self.on_drain: Callable[[EventBuffer], None] | None = None
+        self.draining = False
+        #: An error from a companion task (e.g. a group_by forwarder), raised to readers.
+        self.error: BaseException | None = None
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @property
+    def full(self) -> bool:
+        return len(self.items) >= self.maxsize
+
+    def put(self, event: Event) -> None:
+        self.items.append(event)
+        self._wake(1)
+
+    def put_many(self, events: list[Event]) -> None:
+        self.items.extend(events)
+        self._wake(len(events))
+
+    def fail(self, error: BaseException) -> None:
+        """Make every reader raise ``error`` (used when a companion task dies)."""
+        self.error = error
+        self._wake(len(self._waiters))
+
+    def _wake(self, n: int) -> None:
+        waiters = self._waiters
+        while n and waiters:
+            fut = waiters.popleft()
+            if not fut.done():
+                fut.set_result(None)
+                n -= 1
+
+    def get_nowait(self) -> Event | None:
+        if self.error is not None:
+            raise self.error
+        items = self.items
+        if not items:
+            return None
+        event = items.popleft()
+        if self.draining and len(items) <= self.maxsize // 2:
+            self.draining = False
+            if self.on_drain is not None:
+                self.on_drain(self)
+        return event
+
+    async def get(self) -> Event:
+        while True:
+            event = self.get_nowait()
+            if event is not None:
+                return event
+            fut = asyncio.get_running_loop().create_future()
+            self._waiters.append(fut)
+            try:
+                await fut
+            except asyncio.CancelledError:
+                # Pass the wake-up on: another reader may take the event.
+                if fut.done() and not fut.cancelled():
+                    self._wake(1)
+                raise
+
+    async def wait_for_event(self, timeout: float) -> bool:
+        """Wait until an event is available or ``timeout`` passes; True if one is."""
+        if self.items or self.error is not None:
+            return True
+        fut = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        try:
+            await asyncio.wait_for(asyncio.shield(fut), timeout)
+        except TimeoutError:
+            fut.cancel()
+        return bool(self.items) or self.error is not None
+
+    def discard(self, tps: set[TP]) -> int:
+        """Drop queued events of revoked partitions; returns how many."""
+        if not self.items:
+            return 0
+        keep = deque(e for e in self.items if e.message.tp not in tps)
+        dropped = len(self.items) - len(keep)
+        self.items = keep
+        return dropped

@@ -1,0 +1,342 @@
+"""Channels and topics: where streams come from and where messages go.
+
+A :class:`Channel` lives in memory and passes objects as they are. A
+:class:`Topic` is a channel backed by the broker: its keys and values go
+through the topic's :class:`~fluvial.serializers.Schema` to bytes and back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from .buffers import EventBuffer
+from .events import Event
+from .exceptions import ImproperlyConfigured
+from .serializers import Schema
+from .types import Headers, Message, RecordMetadata, TopicSpec
+
+if TYPE_CHECKING:
+    from .app import App
+    from .streams import Stream
+
+__all__ = ["Channel", "Topic"]
+
+T = TypeVar("T")
+
+
+class Channel(Generic[T]):
+    """An in-memory channel: ``send`` hands the value to every stream reading it."""
+
+    def __init__(
+        self,
+        app: App,
+        *,
+        schema: Schema | None = None,
+        key_type: Any = None,
+        value_type: Any = None,
+        maxsize: int | None = None,
+    ) -> None:
+        self.app = app
+        if schema is None:
+            schema = Schema(key_type=key_type, value_type=value_type)
+        self.schema = schema
+        self.key_type = schema.key_type
+        self.value_type = schema.value_type
+        self.maxsize = maxsize or app.conf.stream_buffer_maxsize
+        self._buffers: list[EventBuffer] = []
+        self._offsets = itertools.count()
+
+    @property
+    def label(self) -> str:
+        return f"<channel {id(self):#x}>"
+
+    def __str__(self) -> str:
+        return self.label
+
+    # -- reading ---------------------------------------------------------
+
+    def new_buffer(self) -> EventBuffer:
+        """A new subscriber queue (one per stream, or per group of actors)."""
+        buffer = EventBuffer(self.maxsize)
+        self._buffers.append(buffer)
+        return buffer
+
+    def stream(self, **kwargs: Any) -> Stream[T]:
+        from .streams import Stream
+
+        return Stream(self, app=self.app, buffer=self.new_buffer(), **kwargs)
+
+    def __aiter__(self) -> Any:
+        return self.stream().__aiter__()
+
+    # -- writing ---------------------------------------------------------
+
+    async def send(
+        self,
+        key: Any = None,
+        value: Any = None,
+        partition: int | None = None,
+        timestamp: float | None = None,
+        headers: Headers | Mapping[str, bytes] | None = None,
+        *,
+        schema: Schema | None = None,
+        key_serializer: Any = None,
+        value_serializer: Any = None,
+        callback: Any = None,
+        force: bool = False,
+    ) -> asyncio.Future[RecordMetadata]:
+        return self.send_soon(key, value, partition, timestamp, headers)
+
+    def send_soon(
+        self,
+        key: Any = None,
+        value: Any = None,
+        partition: int | None = None,
+        timestamp: float | None = None,
+        headers: Headers | Mapping[str, bytes] | None = None,
+        **kwargs: Any,
+    ) -> asyncio.Future[RecordMetadata]:
+        offset = next(self._offsets)
+        ts = self.app.clock.time() if timestamp is None else timestamp
+        message = Message(self.label, partition or 0, offset, None, None, ts, _headers(headers))
+        event = Event(self.app, key, value, message.headers, message)
+        message.refcount = len(self._buffers)
+        for buffer in self._buffers:
+            buffer.put(event)
+        fut: asyncio.Future[RecordMetadata] = asyncio.get_running_loop().create_future()
+        fut.set_result(RecordMetadata(self.label, partition or 0, offset, ts))
+        return fut
+
+    async def put(self, event: Event) -> None:
+        """Deliver an already-built event (used by the test utilities)."""
+        event.message.refcount += len(self._buffers)
+        for buffer in self._buffers:
+            buffer.put(event)
+
+    async def declare(self) -> None:
+        """Nothing to declare for an in-memory channel."""
+
+    async def maybe_declare(self) -> None:
+        await self.declare()
+
+
+class Topic(Channel[T]):
+    """A Kafka topic (or several, read together) with a schema."""
+
+    def __init__(
+        self,
+        app: App,
+        *,
+        topics: Sequence[str] = (),
+        pattern: str | None = None,
+        schema: Schema | None = None,
+        key_type: Any = None,
+        value_type: Any = None,
+        key_serializer: Any = None,
+        value_serializer: Any = None,
+        partitions: int | None = None,
+        retention: float | None = None,
+        compacting: bool | None = None,
+        deleting: bool | None = None,
+        replicas: int | None = None,
+        acks: bool = True,
+        internal: bool = False,
+        config: Mapping[str, Any] | None = None,
+        maxsize: int | None = None,
+        allow_empty: bool = False,
+        has_prefix: bool = False,
+        on_decode_error: str | None = None,
+    ) -> None:
+        if pattern is not None:
+            raise ImproperlyConfigured(
+                "Topic patterns are not supported yet: list the topic names instead"
+            )
+        if not topics:
+            raise ImproperlyConfigured("A topic needs at least one name")
+        if schema is None:
+            schema = Schema(
+                key_type=key_type,
+                value_type=value_type,
+                key_serializer=key_serializer,
+                value_serializer=value_serializer,
+                allow_empty=allow_empty,
+            )
+        super().__init__(app, schema=schema, maxsize=maxsize)
+        self.topics = tuple(topics)
+        self.pattern = pattern
+        self.partitions = partitions
+        self.retention = retention
+        self.compacting = compacting
+        self.deleting = deleting
+        self.replicas = replicas
+        self.acks = acks
+        self.internal = internal
+        self.config = dict(config or {})
+        self.has_prefix = has_prefix
+        if on_decode_error is not None and on_decode_error not in ("stop", "skip", "dead_letter"):
+            raise ImproperlyConfigured(
+                f"on_decode_error={on_decode_error!r}: use 'stop', 'skip' or 'dead_letter'"
+            )
+        self.on_decode_error = on_decode_error
+        self.key_serializer = schema.key_serializer
+        self.value_serializer = schema.value_serializer
+
+    @property
+    def label(self) -> str:
+        return ",".join(self.topics)
+
+    def get_topic_name(self) -> str:
+        if len(self.topics) != 1:
+            raise ImproperlyConfigured(f"Topic {self.label} has several names: send to one of them")
+        return self.topics[0]
+
+    def __repr__(self) -> str:
+        return f"<Topic {self.label}>"
+
+    # -- reading ---------------------------------------------------------
+
+    def new_buffer(self) -> EventBuffer:
+        buffer = EventBuffer(self.maxsize, self.topics)
+        self.app.conductor.subscribe(self, buffer)
+        return buffer
+
+    # -- writing ---------------------------------------------------------
+
+    def _encode(
+        self,
+        key: Any,
+        value: Any,
+        schema: Schema | None,
+        key_serializer: Any,
+        value_serializer: Any,
+    ) -> tuple[bytes | None, bytes | None]:
+        conf = self.app.conf
+        schema = schema or self.schema
+        k = schema.dumps_key(key, serializer=key_serializer, default_serializer=conf.key_serializer)
+        v = schema.dumps_value(
+            value, serializer=value_serializer, default_serializer=conf.value_serializer
+        )
+        return k, v
+
+    async def send(
+        self,
+        key: Any = None,
+        value: Any = None,
+        partition: int | None = None,
+        timestamp: float | None = None,
+        headers: Headers | Mapping[str, bytes] | None = None,
+        *,
+        schema: Schema | None = None,
+        key_serializer: Any = None,
+        value_serializer: Any = None,
+        callback: Any = None,
+        force: bool = False,
+    ) -> asyncio.Future[RecordMetadata]:
+        """Send a message; await the returned future for its :class:`RecordMetadata`."""
+        await self.app.producer_ready()
+        return self.send_soon(
+            key,
+            value,
+            partition,
+            timestamp,
+            headers,
+            schema=schema,
+            key_serializer=key_serializer,
+            value_serializer=value_serializer,
+            callback=callback,
+        )
+
+    def send_soon(
+        self,
+        key: Any = None,
+        value: Any = None,
+        partition: int | None = None,
+        timestamp: float | None = None,
+        headers: Headers | Mapping[str, bytes] | None = None,
+        *,
+        schema: Schema | None = None,
+        key_serializer: Any = None,
+        value_serializer: Any = None,
+        callback: Any = None,
+        **kwargs: Any,
+    ) -> asyncio.Future[RecordMetadata]:
+        k, v = self._encode(key, value, schema, key_serializer, value_serializer)
+        fut = self.app.producer.send(
+            self.get_topic_name(),
+            k,
+            v,
+            partition=partition,
+            timestamp=timestamp,
+            headers=_headers(headers),
+        )
+        if callback is not None:
+            fut.add_done_callback(callback)
+        return fut
+
+    # -- declaring ---------------------------------------------------------
+
+    def spec(self, name: str) -> TopicSpec:
+        conf = self.app.conf
+        config: dict[str, str] = {k: str(v) for k, v in self.config.items()}
+        policies = []
+        if self.compacting:
+            policies.append("compact")
+        if self.deleting:
+            policies.append("delete")
+        if policies:
+            config.setdefault("cleanup.policy", ",".join(policies))
+        if self.retention is not None:
+            config.setdefault("retention.ms", str(int(self.retention * 1000)))
+        return TopicSpec(
+            name=name,
+            partitions=self.partitions or conf.topic_partitions,
+            replicas=self.replicas or conf.topic_replication_factor,
+            config=config,
+        )
+
+    async def declare(self) -> None:
+        """Create the topic if it does not exist (checks the partition count if it does)."""
+        if self.app.conf.topic_allow_declare:
+            await self.app.transport.create_topics([self.spec(n) for n in self.topics])
+
+    def derive(self, **kwargs: Any) -> Topic[Any]:
+        """A copy of this topic with some attributes changed (Faust's ``derive``)."""
+        prefix = kwargs.pop("prefix", "")
+        suffix = kwargs.pop("suffix", "")
+        params: dict[str, Any] = {
+            "topics": [f"{prefix}{t}{suffix}" for t in self.topics],
+            "schema": self.schema,
+            "partitions": self.partitions,
+            "retention": self.retention,
+            "compacting": self.compacting,
+            "deleting": self.deleting,
+            "replicas": self.replicas,
+            "acks": self.acks,
+            "internal": self.internal,
+            "config": self.config,
+            "maxsize": self.maxsize,
+            "on_decode_error": self.on_decode_error,
+        }
+        params.update(kwargs)
+        if "key_type" in kwargs or "value_type" in kwargs:
+            params.pop("schema")
+        return self.app.topic(*params.pop("topics"), **params)
+
+    derive_topic = derive
+
+
+def _headers(headers: Headers | Mapping[str, bytes] | None) -> Headers:
+    if headers is None:
+        return []
+    if isinstance(headers, Mapping):
+        return [(k, _as_bytes(v)) for k, v in headers.items()]
+    return [(k, _as_bytes(v)) for k, v in headers]
+
+
+def _as_bytes(value: Any) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    return str(value).encode()

@@ -1,0 +1,76 @@
+"""Every error fluvial raises derives from :class:`FluvialError`."""
+
+from __future__ import annotations
+
+
+class FluvialError(Exception):
+    """Root of all fluvial errors."""
+
+
+class ImproperlyConfigured(FluvialError):
+    """A setting or argument has a value fluvial cannot work with."""
+
+
+class TransportError(FluvialError):
+    """The broker could not be reached or refused an operation."""
+
+
+class BrokerUnreachable(TransportError):
+    """No broker answered at the configured address."""
+
+
+class PartitionCountMismatch(ImproperlyConfigured):
+    """Topics that must be co-partitioned have different partition counts."""
+
+
+class ProducerError(TransportError):
+    """A message could not be delivered to the broker."""
+
+
+class CommitError(TransportError):
+    """Offsets could not be committed."""
+
+
+class SerializationError(FluvialError):
+    """A key or value could not be encoded or decoded."""
+
+
+class KeyDecodeError(SerializationError):
+    """A message key could not be decoded with the topic's key type."""
+
+
+class ValueDecodeError(SerializationError):
+    """A message value could not be decoded with the topic's value type."""
+
+
+class ValidationError(SerializationError):
+    """A model field failed validation."""
+
+
+class FieldValidationError(ValidationError):
+    """A Record field failed validation; ``field`` is its FieldDescriptor (as in Faust)."""
+
+    def __init__(self, reason: str, *, field: object = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.field = field
+
+
+class ImproperlyConfiguredCodec(ImproperlyConfigured):
+    """A codec name is unknown, or a codec cannot be composed as asked."""
+
+
+class AgentError(FluvialError):
+    """An agent's actor failed and the supervisor strategy stops the worker."""
+
+
+class TableError(FluvialError):
+    """A table was used in a way that cannot be honoured."""
+
+
+class WorkerStopped(FluvialError):
+    """The worker stopped because of an unrecoverable error (see __cause__)."""
+
+
+# Faust compatibility aliases.
+FaustError = FluvialError

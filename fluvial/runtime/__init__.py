@@ -1,0 +1,1 @@
+"""The worker's runtime: the conductor (consume, dispatch, commit) and the worker."""

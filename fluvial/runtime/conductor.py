@@ -1,0 +1,279 @@
+"""The conductor: fetch batches, decode them once per topic, hand them to streams,
+apply back-pressure, and checkpoint (changelogs, producer flush, offset commit).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ..buffers import EventBuffer
+from ..events import Event
+from ..exceptions import FluvialError, SerializationError, WorkerStopped
+from ..types import TP, ConsumerT, Message
+from .offsets import OffsetTracker
+
+if TYPE_CHECKING:
+    from ..app import App
+    from ..channels import Topic
+
+__all__ = ["Conductor"]
+
+logger = logging.getLogger(__name__)
+
+
+class Subscription:
+    """One :class:`Topic` object reading a topic, with its decoders and buffers."""
+
+    __slots__ = ("buffers", "decode_key", "decode_value", "policy", "topic")
+
+    def __init__(self, topic: Topic[Any], app: App) -> None:
+        conf = app.conf
+        self.topic = topic
+        self.buffers: list[EventBuffer] = []
+        self.decode_key: Callable[[bytes | None], Any] = topic.schema.key_decoder(
+            default_serializer=conf.key_serializer
+        )
+        self.decode_value: Callable[[bytes | None], Any] = topic.schema.value_decoder(
+            default_serializer=conf.value_serializer
+        )
+        self.policy = topic.on_decode_error or conf.decode_error_policy
+
+
+class Conductor:
+    """Owns the group consumer of a worker and everything between it and the streams."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self._subs: dict[str, list[Subscription]] = {}
+        self._by_topic_object: dict[int, Subscription] = {}
+        self.tracker = OffsetTracker()
+        self.consumer: ConsumerT | None = None
+        self._paused: dict[str, set[EventBuffer]] = {}
+        self._assignment: set[TP] = set()
+        self._since_checkpoint = 0
+        self._checkpoint_lock = asyncio.Lock()
+        self._resubscribe_needed = False
+        self._running = False
+        self.error: BaseException | None = None
+        #: Counters for metrics and the banner.
+        self.events_received = 0
+        self.decode_errors = 0
+
+    # -- subscriptions -------------------------------------------------------
+
+    def subscribe(self, topic: Topic[Any], buffer: EventBuffer) -> None:
+        sub = self._by_topic_object.get(id(topic))
+        if sub is None:
+            sub = self._by_topic_object[id(topic)] = Subscription(topic, self.app)
+            for name in topic.topics:
+                self._subs.setdefault(name, []).append(sub)
+        sub.buffers.append(buffer)
+        buffer.on_drain = self._on_drain
+        if self._running:
+            self._resubscribe_needed = True
+
+    @property
+    def topic_names(self) -> set[str]:
+        return set(self._subs)
+
+    @property
+    def topics(self) -> list[Topic[Any]]:
+        return [sub.topic for sub in self._by_topic_object.values()]
+
+    def assignment(self) -> set[TP]:
+        return set(self._assignment)
+
+    # -- lifetime ------------------------------------------------------------
+
+    async def run(self, consumer: ConsumerT) -> None:
+        """Fetch and dispatch until cancelled; the caller owns the consumer."""
+        self.consumer = consumer
+        self._running = True
+        consumer.subscribe(
+            sorted(self._subs), on_assign=self.on_partitions_assigned,
+            on_revoke=self.on_partitions_revoked,
+        )
+        conf = self.app.conf
+        max_records = conf.broker_max_poll_records
+        commit_every = conf.broker_commit_every
+        try:
+            while True:
+                if self._resubscribe_needed:
+                    await self._resubscribe()
+                messages = await consumer.getmany(max_records, 0.2)
+                if messages:
+                    self.dispatch(messages)
+                    self._since_checkpoint += len(messages)
+                    if self._since_checkpoint >= commit_every:
+                        await self.checkpoint()
+                # Let the actors run before fetching more.
+                await asyncio.sleep(0)
+        finally:
+            self._running = False
+
+    async def _resubscribe(self) -> None:
+        self._resubscribe_needed = False
+        await self.app.declare_topics([sub.topic for sub in self._by_topic_object.values()])
+        assert self.consumer is not None
+        self.consumer.subscribe(
+            sorted(self._subs), on_assign=self.on_partitions_assigned,
+            on_revoke=self.on_partitions_revoked,
+        )
+
+    async def run_checkpoints(self) -> None:
+        """Checkpoint every ``broker_commit_interval`` seconds until cancelled."""
+        clock = self.app.clock
+        interval = self.app.conf.commit_interval_s
+        while True:
+            await clock.sleep(interval)
+            await self.checkpoint()
+
+    # -- dispatch --------------------------------------------------------------
+
+    def dispatch(self, messages: list[Message]) -> None:
+        """Decode a batch per topic and hand the events to every subscriber."""
+        by_topic: dict[str, list[Message]] = {}
+        for message in messages:
+            batch = by_topic.get(message.topic)
+            if batch is None:
+                by_topic[message.topic] = [message]
+            else:
+                batch.append(message)
+        self.events_received += len(messages)
+        tracker = self.tracker
+        for topic, batch in by_topic.items():
+            subs = self._subs.get(topic)
+            if not subs:
+                continue  # not ours any more (resubscribed); not tracked, never committed
+            receivers = sum(len(sub.buffers) for sub in subs)
+            for message in batch:
+                message.refcount = receivers
+            tracker.track(topic, batch)
+            for sub in subs:
+                events = self._decode(sub, batch)
+                for buffer in sub.buffers:
+                    buffer.put_many(events)
+                    if buffer.full and not buffer.draining:
+                        self._pause_for(buffer)
+
+    def _decode(self, sub: Subscription, batch: list[Message]) -> list[Event]:
+        app = self.app
+        dk = sub.decode_key
+        dv = sub.decode_value
+        try:
+            return [Event(app, dk(m.key), dv(m.value), m.headers, m) for m in batch]
+        except SerializationError:
+            pass
+        events = []
+        for m in batch:
+            try:
+                events.append(Event(app, dk(m.key), dv(m.value), m.headers, m))
+            except SerializationError as exc:
+                self._on_decode_error(sub, m, exc)
+        return events
+
+    def _on_decode_error(self, sub: Subscription, message: Message, exc: Exception) -> None:
+        self.decode_errors += 1
+        where = f"{message.topic}[{message.partition}]@{message.offset}"
+        if sub.policy == "stop":
+            logger.error("Cannot decode message %s: %s. Stopping (decode_error_policy=stop).",
+                         where, exc)
+            self.fail(WorkerStopped(f"Undecodable message at {where}: {exc}"))
+            # Never acknowledged: its offset is not committed, a restart sees it again.
+            message.refcount = 1 << 30
+            return
+        message.refcount -= len(sub.buffers)
+        if sub.policy == "dead_letter":
+            dlq = self.app.conf.dead_letter_topic_name
+            headers = [
+                *message.headers,
+                ("fluvial-error", str(exc).encode()),
+                ("fluvial-source", where.encode()),
+            ]
+            self.app.producer.send_soon(dlq, message.key, message.value, headers=headers,
+                                        timestamp=message.timestamp)
+            logger.error("Cannot decode message %s: %s. Sent to dead-letter topic %r.",
+                         where, exc, dlq)
+        else:
+            logger.error("Cannot decode message %s: %s. Skipped (decode_error_policy=skip).",
+                         where, exc)
+
+    def fail(self, error: BaseException) -> None:
+        """Stop the worker loudly with ``error``."""
+        if self.error is None:
+            self.error = error
+            self.app._on_fatal(error)
+
+    # -- back-pressure -----------------------------------------------------------
+
+    def _pause_for(self, buffer: EventBuffer) -> None:
+        buffer.draining = True
+        to_pause = []
+        for topic in buffer.topics:
+            holders = self._paused.setdefault(topic, set())
+            if not holders:
+                to_pause.extend(tp for tp in self._assignment if tp.topic == topic)
+            holders.add(buffer)
+        if to_pause and self.consumer is not None:
+            self.consumer.pause(to_pause)
+
+    def _on_drain(self, buffer: EventBuffer) -> None:
+        to_resume = []
+        for topic in buffer.topics:
+            holders = self._paused.get(topic)
+            if holders is None:
+                continue
+            holders.discard(buffer)
+            if not holders:
+                del self._paused[topic]
+                to_resume.extend(tp for tp in self._assignment if tp.topic == topic)
+        if to_resume and self.consumer is not None:
+            self.consumer.resume(to_resume)
+
+    # -- checkpoints -------------------------------------------------------------
+
+    async def checkpoint(self) -> None:
+        """Changelogs out, producer flushed, then processed offsets committed."""
+        async with self._checkpoint_lock:
+            self._since_checkpoint = 0
+            offsets = self.tracker.committable()
+            self.app.tables.flush_changelogs()
+            await self.app.producer.flush()
+            if offsets and self.consumer is not None:
+                await self.consumer.commit(offsets)
+                self.tracker.committed.update(offsets)
+
+    # -- rebalancing ---------------------------------------------------------------
+
+    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        logger.info("Partitions revoked: %s", _fmt(revoked))
+        for subs in self._subs.values():
+            for sub in subs:
+                for buffer in sub.buffers:
+                    buffer.discard(revoked)
+        try:
+            await self.checkpoint()
+        except FluvialError as exc:
+            logger.error("Checkpoint on revoke failed: %s", exc)
+            self.fail(exc)
+        self.tracker.forget(revoked)
+        self._assignment -= revoked
+        await self.app.tables.on_partitions_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TP]) -> None:
+        logger.info("Partitions assigned: %s", _fmt(assigned))
+        self._assignment |= assigned
+        await self.app.tables.on_partitions_assigned(assigned)
+        paused = [tp for tp in assigned if tp.topic in self._paused]
+        if paused and self.consumer is not None:
+            self.consumer.pause(paused)
+
+
+def _fmt(tps: set[TP]) -> str:
+    by_topic: dict[str, list[int]] = {}
+    for tp in tps:
+        by_topic.setdefault(tp.topic, []).append(tp.partition)
+    return ", ".join(f"{t}{sorted(p)}" for t, p in sorted(by_topic.items())) or "none"

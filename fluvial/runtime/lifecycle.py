@@ -1,0 +1,135 @@
+"""Starting and stopping an app's runtime, in order.
+
+Start: broker reachable → producer → agents (their streams subscribe) →
+topics declared and checked → tables' changelogs declared → group consumer
+→ fetch loop, checkpoints, services, timers. Stop, in reverse: timers and
+tasks, fetch loop, agents, a final checkpoint (changelogs, producer flush,
+offset commit of processed events only), consumer, producer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from typing import TYPE_CHECKING, Any
+
+from ..exceptions import FluvialError
+
+if TYPE_CHECKING:
+    from ..app import App
+
+__all__ = ["start_app", "stop_app"]
+
+logger = logging.getLogger(__name__)
+
+
+async def start_app(app: App) -> None:
+    if app.started:
+        return
+    app.started = True
+    conf = app.conf
+    await app.producer_ready()
+    for agent in app.agents.values():
+        await agent.start()
+    # Agent bodies run up to their first wait, creating group_by/through topics.
+    for _ in range(5):
+        await asyncio.sleep(0)
+    await app.declare_topics(app.conductor.topics)
+    await app.declare_topics(t.changelog_topic for t in app.tables)
+    if conf.decode_error_policy == "dead_letter" or any(
+        getattr(t, "on_decode_error", None) == "dead_letter" for t in app.conductor.topics
+    ):
+        await app.declare_topics([app.topic(conf.dead_letter_topic_name, internal=True)])
+    await _check_copartitioned(app)
+    services = []
+    for cls in app.services:
+        service = _instantiate(cls, app)
+        start = getattr(service, "start", None)
+        if start is not None:
+            await _maybe_await(start())
+        run = getattr(service, "run", None)
+        if run is not None:
+            app.add_background_task(run(), f"service:{cls.__name__}")
+        services.append(service)
+    app._running_services = services  # type: ignore[attr-defined]
+    if app.conductor.topic_names:
+        consumer = app.transport.create_consumer(
+            conf.id,
+            auto_offset_reset=conf.consumer_auto_offset_reset,
+            client_id=conf.broker_client_id,
+            group_instance_id=conf.consumer_group_instance_id,
+        )
+        await consumer.start()
+        app._consumer = consumer  # type: ignore[attr-defined]
+        app.add_background_task(app.conductor.run(consumer), "conductor")
+        app.add_background_task(app.conductor.run_checkpoints(), "checkpoints")
+    app.scheduler.start()
+
+
+async def stop_app(app: App) -> None:
+    if not app.started:
+        return
+    background = list(app._background)
+    for task in background:
+        task.cancel()
+    await asyncio.gather(*background, return_exceptions=True)
+    for agent in app.agents.values():
+        await agent.stop()
+    consumer = getattr(app, "_consumer", None)
+    try:
+        if app.fatal_error is None or consumer is not None:
+            await app.conductor.checkpoint()
+    except FluvialError as exc:
+        logger.error("Final checkpoint failed: %s", exc)
+        app._on_fatal(exc)
+    for service in reversed(getattr(app, "_running_services", [])):
+        stop = getattr(service, "stop", None)
+        if stop is not None:
+            await _maybe_await(stop())
+    if consumer is not None:
+        await consumer.stop()
+        app._consumer = None  # type: ignore[attr-defined]
+    if app._producer is not None:
+        await app._producer.stop()
+    await app.transport.stop()
+    app.started = False
+
+
+async def _check_copartitioned(app: App) -> None:
+    """Repartition topics and changelogs must have the partition count the app expects."""
+    from ..exceptions import PartitionCountMismatch
+
+    expected: dict[str, int] = {}
+    for topic in app.conductor.topics:
+        if topic.internal:
+            for name in topic.topics:
+                expected[name] = topic.partitions or app.conf.topic_partitions
+    for table in app.tables:
+        expected[table.changelog_topic_name] = table.partitions
+    if not expected:
+        return
+    actual = await app.transport.partition_counts(expected)
+    for name, want in expected.items():
+        have = actual.get(name)
+        if have is not None and have != want:
+            raise PartitionCountMismatch(
+                f"Topic {name!r} has {have} partitions but the app needs {want}: tables and "
+                "repartitioned streams must be co-partitioned. Delete the topic (fluvial "
+                "reset) or set partitions= to match."
+            )
+
+
+def _instantiate(cls: Any, app: App) -> Any:
+    if not inspect.isclass(cls):
+        return cls
+    try:
+        return cls(app)
+    except TypeError:
+        return cls()
+
+
+async def _maybe_await(value: Any) -> Any:
+    if inspect.isawaitable(value):
+        return await value
+    return value

@@ -1,0 +1,59 @@
+"""Which offsets may be committed: the acknowledged prefix of each partition."""
+
+from __future__ import annotations
+
+from collections import defaultdict, deque
+
+from ..types import TP, Message
+
+__all__ = ["OffsetTracker"]
+
+
+class OffsetTracker:
+    """Messages in fetch order per partition; commit up to the first unprocessed one.
+
+    A message is processed when every stream that received it has acknowledged
+    it (``refcount`` reached zero). Memory is bounded by what is buffered,
+    which back-pressure bounds.
+    """
+
+    __slots__ = ("_parts", "committed")
+
+    def __init__(self) -> None:
+        self._parts: dict[str, defaultdict[int, deque[Message]]] = {}
+        #: Offsets already committed (next offset to read), to skip no-op commits.
+        self.committed: dict[TP, int] = {}
+
+    def track(self, topic: str, messages: list[Message]) -> None:
+        parts = self._parts.get(topic)
+        if parts is None:
+            parts = self._parts[topic] = defaultdict(deque)
+        for message in messages:
+            parts[message.partition].append(message)
+
+    def committable(self) -> dict[TP, int]:
+        """Pop the processed prefix of every partition; return the offsets to commit."""
+        offsets: dict[TP, int] = {}
+        for topic, parts in self._parts.items():
+            for partition, queue in parts.items():
+                last = None
+                while queue and queue[0].refcount <= 0:
+                    last = queue.popleft()
+                if last is not None:
+                    tp = TP(topic, partition)
+                    offset = last.offset + 1
+                    if self.committed.get(tp, -1) < offset:
+                        offsets[tp] = offset
+        return offsets
+
+    def pending(self) -> int:
+        """Messages fetched and not yet committable."""
+        return sum(len(q) for parts in self._parts.values() for q in parts.values())
+
+    def forget(self, tps: set[TP]) -> None:
+        """Stop tracking revoked partitions."""
+        for tp in tps:
+            parts = self._parts.get(tp.topic)
+            if parts is not None:
+                parts.pop(tp.partition, None)
+            self.committed.pop(tp, None)

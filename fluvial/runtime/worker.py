@@ -1,0 +1,97 @@
+"""Running an app as a worker process: logging, banner, signals, exit code."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+import traceback
+from typing import TYPE_CHECKING
+
+from .._version import __version__
+
+if TYPE_CHECKING:
+    from ..app import App
+
+__all__ = ["banner", "run_worker"]
+
+logger = logging.getLogger(__name__)
+
+
+def setup_logging(loglevel: str | int = "info") -> None:
+    level = loglevel if isinstance(loglevel, int) else getattr(logging, loglevel.upper(), None)
+    if not isinstance(level, int):
+        raise ValueError(f"Unknown log level {loglevel!r}")
+    logging.basicConfig(
+        level=level,
+        format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def banner(app: App) -> str:
+    conf = app.conf
+    transport = app.transport
+    import confluent_kafka
+    import msgspec
+
+    where = (
+        "IN-PROCESS broker (memory://): one process only, data is lost when it exits"
+        if transport.in_process
+        else f"{conf.broker}"
+    )
+    lines = [
+        f"fluvial {__version__} — app {conf.id!r}",
+        f"  transport:  {where}",
+        f"  store:      {conf.store}",
+        f"  guarantee:  {conf.processing_guarantee}",
+        f"  agents:     {', '.join(app.agents) or 'none'}",
+        f"  tables:     {', '.join(t.name for t in app.tables) or 'none'}",
+        f"  python {sys.version.split()[0]}, librdkafka {confluent_kafka.libversion()[0]}, "
+        f"msgspec {msgspec.__version__}",
+    ]
+    return "\n".join(lines)
+
+
+async def _run(app: App, duration: float | None) -> None:
+    loop = asyncio.get_running_loop()
+    async with app.running():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(signum, _on_signal, app, signum)
+            except (NotImplementedError, RuntimeError):  # pragma: no cover - not on the main thread
+                pass
+        print(banner(app), file=sys.stderr, flush=True)
+        if duration is not None:
+            loop.call_later(duration, app.stop)
+        try:
+            await app.wait_stopped()
+        finally:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)
+    logger.info("Worker stopped cleanly")
+
+
+def _on_signal(app: App, signum: int) -> None:
+    logger.info("Received %s: stopping (committing processed offsets)",
+                signal.Signals(signum).name)
+    app.stop()
+
+
+def run_worker(app: App, *, loglevel: str | int = "info", duration: float | None = None) -> int:
+    """Run ``app`` until SIGINT/SIGTERM (or ``duration`` seconds); return the exit code.
+
+    A clean stop returns 0; a crash prints the traceback and returns 1.
+    """
+    setup_logging(loglevel)
+    try:
+        asyncio.run(_run(app, duration))
+    except KeyboardInterrupt:  # pragma: no cover - signal handlers normally catch it
+        return 130
+    except Exception as exc:
+        cause = exc.__cause__ or exc
+        traceback.print_exception(type(cause), cause, cause.__traceback__, file=sys.stderr)
+        print(f"\nWorker for app {app.conf.id!r} crashed: {exc}", file=sys.stderr)
+        return 1
+    return 0

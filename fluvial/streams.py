@@ -1,0 +1,341 @@
+"""Streams: asynchronous iteration over the events of a channel.
+
+A stream reads one :class:`~fluvial.buffers.EventBuffer`. It acknowledges
+an event when the next one is requested, i.e. once the agent body has
+finished with it, so offsets are committed only for processed events.
+Operators (``filter``, ``group_by``, ``through`` …) return new streams;
+repartitioning runs as a companion task owned by the stream that reads the
+repartitioned topic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from .buffers import EventBuffer
+from .events import Event, _current_event
+from .exceptions import ImproperlyConfigured
+from .types import RecordMetadata
+
+if TYPE_CHECKING:
+    from .app import App
+    from .channels import Channel
+
+__all__ = ["Stream"]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Step = tuple[str, Callable[[Any], Any], bool]  # (kind, function, is_async)
+
+
+class Stream(Generic[T]):
+    """An asynchronous iterator of values (``async for value in stream``)."""
+
+    def __init__(
+        self,
+        channel: Channel[Any],
+        *,
+        app: App,
+        buffer: EventBuffer,
+        steps: Sequence[Step] = (),
+        companions: Sequence[Callable[[], Awaitable[None]]] = (),
+        noack: bool = False,
+        prefix: str = "",
+    ) -> None:
+        self.channel = channel
+        self.app = app
+        self.buffer = buffer
+        self._steps = tuple(steps)
+        self._companions = tuple(companions)
+        self._noack = noack
+        self.prefix = prefix
+        self.current_event: Event | None = None
+        #: The event handed out and not yet acknowledged by this stream.
+        self._pending: Event | None = None
+
+    def __repr__(self) -> str:
+        return f"<Stream of {self.channel.label}>"
+
+    def _derive(self, **changes: Any) -> Stream[Any]:
+        params: dict[str, Any] = {
+            "app": self.app,
+            "buffer": self.buffer,
+            "steps": self._steps,
+            "companions": self._companions,
+            "noack": self._noack,
+            "prefix": self.prefix,
+        }
+        params.update(changes)
+        return Stream(self.channel, **params)
+
+    # -- acknowledgement ---------------------------------------------------
+
+    def ack(self, event: Event) -> bool:
+        """Acknowledge ``event`` for this stream (for ``noack`` streams)."""
+        return event.ack()
+
+    def ack_pending(self) -> None:
+        """Acknowledge the event in hand (after the agent crashed on it)."""
+        pending, self._pending = self._pending, None
+        if pending is not None and not self._noack:
+            pending.ack()
+
+    def noack(self) -> Stream[T]:
+        """A stream that leaves acknowledging to the caller (``event.ack()``)."""
+        return self._derive(noack=True)
+
+    # -- iteration ---------------------------------------------------------
+
+    async def _companion_tasks(self) -> list[asyncio.Task[None]]:
+        tasks = []
+        for companion in self._companions:
+            task = asyncio.ensure_future(companion())
+            task.add_done_callback(self._companion_done)
+            tasks.append(task)
+        return tasks
+
+    def _companion_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self.buffer.fail(task.exception())  # type: ignore[arg-type]
+
+    async def events(self) -> AsyncIterator[Event]:
+        """Iterate over events (key, value, headers and the message)."""
+        buffer = self.buffer
+        items = buffer.items
+        steps = self._steps
+        noack = self._noack
+        tasks = await self._companion_tasks()
+        try:
+            while True:
+                pending = self._pending
+                if pending is not None:
+                    self._pending = None
+                    if not noack:
+                        pending.ack()
+                if items and buffer.error is None:
+                    event = buffer.get_nowait()
+                else:
+                    event = await buffer.get()
+                assert event is not None
+                self._pending = event
+                if steps and not await self._apply_steps(event):
+                    continue
+                self.current_event = event
+                _current_event.set(event)
+                yield event
+        finally:
+            self.ack_pending()
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _apply_steps(self, event: Event) -> bool:
+        """Run filters and maps; False when a filter drops the event."""
+        value = event.value
+        for kind, fun, is_async in self._steps:
+            result = fun(value)
+            if is_async:
+                result = await result
+            if kind == "filter":
+                if not result:
+                    return False
+            else:
+                value = result
+        event.value = value
+        return True
+
+    async def _fast_values(self) -> AsyncIterator[T]:
+        """The hot path: no steps, no companions — one generator per stream."""
+        buffer = self.buffer
+        items = buffer.items
+        noack = self._noack
+        set_current = _current_event.set
+        try:
+            while True:
+                pending = self._pending
+                if pending is not None:
+                    self._pending = None
+                    if not noack:
+                        message = pending.message
+                        message.refcount -= 1
+                if items and buffer.error is None and not buffer.draining:
+                    event = items.popleft()
+                else:
+                    event = await buffer.get()
+                self._pending = event
+                self.current_event = event
+                set_current(event)
+                yield event.value
+        finally:
+            self.ack_pending()
+
+    async def _values(self) -> AsyncIterator[T]:
+        async for event in self.events():
+            yield event.value
+
+    def __aiter__(self) -> AsyncIterator[T]:
+        if not self._steps and not self._companions:
+            return self._fast_values()
+        return self._values()
+
+    async def items(self) -> AsyncIterator[tuple[Any, T]]:
+        """Iterate over ``(key, value)`` pairs."""
+        async for event in self.events():
+            yield event.key, event.value
+
+    async def enumerate(self, start: int = 0) -> AsyncIterator[tuple[int, T]]:
+        """Iterate over ``(index, value)`` pairs."""
+        index = start
+        async for event in self.events():
+            yield index, event.value
+            index += 1
+
+    async def take(self, max_: int, within: float) -> AsyncIterator[list[T]]:
+        """Yield lists of up to ``max_`` values, waiting at most ``within`` seconds
+        after the first value of a list for the rest of it.
+
+        The events of a list are acknowledged when the next list is requested.
+        """
+        if max_ < 1:
+            raise ImproperlyConfigured("take(max_) needs max_ >= 1")
+        buffer = self.buffer
+        clock = self.app.clock
+        held: list[Event] = []
+        tasks = await self._companion_tasks()
+        try:
+            while True:
+                if not self._noack:
+                    for event in held:
+                        event.ack()
+                held = []
+                values: list[T] = []
+                deadline: float | None = None
+                while len(values) < max_:
+                    event = buffer.get_nowait()
+                    if event is None:
+                        if deadline is None:
+                            event = await buffer.get()
+                        else:
+                            remaining = deadline - clock.monotonic()
+                            if remaining <= 0 or not await buffer.wait_for_event(remaining):
+                                break
+                            continue
+                    held.append(event)
+                    if self._steps and not await self._apply_steps(event):
+                        continue
+                    self.current_event = event
+                    _current_event.set(event)
+                    values.append(event.value)
+                    if deadline is None:
+                        deadline = clock.monotonic() + within
+                if values:
+                    yield values
+        finally:
+            if not self._noack:
+                for event in held:
+                    event.ack()
+            for task in tasks:
+                task.cancel()
+
+    # -- operators -----------------------------------------------------------
+
+    def filter(self, fun: Callable[[T], Any]) -> Stream[T]:
+        """Only the values for which ``fun(value)`` is true (sync or async)."""
+        return self._derive(steps=(*self._steps, ("filter", fun, _is_async(fun))))
+
+    def add_processor(self, fun: Callable[[T], Any]) -> None:
+        """Transform every value with ``fun`` before the agent sees it."""
+        self._steps = (*self._steps, ("map", fun, _is_async(fun)))
+
+    def group_by(
+        self,
+        key: Any,
+        *,
+        name: str | None = None,
+        partitions: int | None = None,
+    ) -> Stream[T]:
+        """Repartition the stream by a new key, through an internal topic.
+
+        ``key`` is a model field (``Order.account_id``) or a function of the
+        value; a function needs ``name=`` for the topic's name.
+        """
+        from .channels import Topic
+
+        if not isinstance(self.channel, Topic):
+            raise ImproperlyConfigured("group_by needs a stream over a topic")
+        if name is None:
+            ident = getattr(key, "ident", None)
+            if ident is None:
+                raise ImproperlyConfigured(
+                    "group_by with a function needs name= (the repartition topic suffix)"
+                )
+            name = str(ident)
+        source_name = self.channel.topics[0]
+        topic = self.channel.derive(
+            topics=[f"{self.app.conf.id}-{source_name}-{name}-repartition"],
+            partitions=partitions,
+            internal=True,
+        )
+        get_key = _key_function(key)
+        source = self
+
+        async def forward() -> None:
+            send = topic.send_soon
+            await self.app.producer_ready()
+            async for event in source.events():
+                value = event.value
+                new_key = get_key(value)
+                if inspect.isawaitable(new_key):
+                    new_key = await new_key
+                send(new_key, value, headers=event.headers, timestamp=event.message.timestamp)
+
+        return topic.stream(companions=(forward,))
+
+    def through(self, channel: str | Channel[Any]) -> Stream[Any]:
+        """Forward every event to ``channel`` and read the result from there."""
+        target = self.app._resolve_channel(channel)
+        source = self
+
+        async def forward() -> None:
+            await self.app.producer_ready()
+            async for event in source.events():
+                target.send_soon(event.key, event.value, headers=event.headers)
+
+        return target.stream(companions=(forward,))
+
+    def echo(self, *channels: str | Channel[Any]) -> Stream[T]:
+        """Also send every value to ``channels``; the stream itself is unchanged."""
+        targets = [self.app._resolve_channel(c) for c in channels]
+
+        def send(value: T) -> T:
+            event = _current_event.get()
+            key = event.key if event is not None else None
+            for target in targets:
+                target.send_soon(key, value)
+            return value
+
+        return self._derive(steps=(*self._steps, ("map", send, False)))
+
+    async def send_to(self, channel: Channel[Any], value: Any) -> asyncio.Future[RecordMetadata]:
+        return await channel.send(value=value)
+
+
+def _is_async(fun: Callable[..., Any]) -> bool:
+    return inspect.iscoroutinefunction(fun) or inspect.iscoroutinefunction(
+        getattr(fun, "__call__", None)  # noqa: B004
+    )
+
+
+def _key_function(key: Any) -> Callable[[Any], Any]:
+    getter = getattr(key, "getattr", None)
+    if getter is not None:
+        return getter  # type: ignore[no-any-return]
+    if callable(key):
+        return key  # type: ignore[no-any-return]
+    raise ImproperlyConfigured(f"group_by key must be a model field or a function, not {key!r}")

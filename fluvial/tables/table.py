@@ -1,0 +1,274 @@
+"""``Table``: a dict sharded by partition, written from agents, restored from its changelog.
+
+Writes go to the partition of the event being processed (tables are
+co-partitioned with the streams that update them). Each write marks the key
+dirty; at every checkpoint the latest value of each dirty key goes to the
+changelog topic ``{app_id}-{table}-changelog`` (key and value JSON-encoded
+unless the types say otherwise, as Faust does), so a changelog written by a
+Faust app restores here and vice versa.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, MutableMapping
+from typing import TYPE_CHECKING, Any
+
+from ..events import _current_event
+from ..exceptions import TableError
+from ..serializers import Schema
+from .store import PartitionStore, store_for_url
+
+if TYPE_CHECKING:
+    from ..app import App
+    from ..channels import Topic
+    from ..types import Message
+
+__all__ = ["GlobalTable", "Table"]
+
+logger = logging.getLogger(__name__)
+
+_MISSING = object()
+
+
+def _serializer_for(typ: Any) -> str:
+    """Faust's choice of changelog serializer for a key or value type."""
+    if typ is bytes:
+        return "raw"
+    options = getattr(typ, "_options", None)
+    serializer = getattr(options, "serializer", None)
+    return serializer or "json"
+
+
+class Table(MutableMapping[Any, Any]):
+    """A sharded, durable dictionary (``app.Table('name', default=int)``)."""
+
+    is_global = False
+
+    def __init__(
+        self,
+        app: App,
+        *,
+        name: str,
+        default: Callable[[], Any] | None = None,
+        key_type: Any = None,
+        value_type: Any = None,
+        partitions: int | None = None,
+        changelog_topic: Topic[Any] | None = None,
+        help: str | None = None,
+        on_recover: Callable[[], Any] | None = None,
+        on_changelog_event: Callable[[Any], Any] | None = None,
+        use_partitioner: bool = False,
+        key_serializer: str | None = None,
+        value_serializer: str | None = None,
+        extra_topic_configs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.app = app
+        self.name = name
+        self.default = default
+        self.key_type = key_type
+        self.value_type = value_type
+        self.partitions = partitions or app.conf.topic_partitions
+        self.help = help or ""
+        self.use_partitioner = use_partitioner
+        self.key_serializer = key_serializer or _serializer_for(key_type)
+        self.value_serializer = value_serializer or _serializer_for(value_type)
+        self._on_recover: list[Callable[[], Any]] = [on_recover] if on_recover else []
+        self.on_changelog_event = on_changelog_event
+        self._store_class = store_for_url(app.conf.store)
+        self._parts: dict[int, PartitionStore] = {}
+        self._dirty: dict[int, set[Any]] = {}
+        self.changelog_topic = changelog_topic or app.topic(
+            f"{app.conf.id}-{name}-changelog",
+            schema=Schema(
+                key_type=key_type,
+                value_type=value_type,
+                key_serializer=self.key_serializer,
+                value_serializer=self.value_serializer,
+            ),
+            partitions=self.partitions,
+            compacting=True,
+            deleting=False,
+            internal=True,
+            config=extra_topic_configs,
+        )
+        self._encode_key = self.changelog_topic.schema.key_encoder(default_serializer="json")
+        self._encode_value = self.changelog_topic.schema.value_encoder(default_serializer="json")
+        self.decode_key = self.changelog_topic.schema.key_decoder(default_serializer="json")
+        self.decode_value = self.changelog_topic.schema.value_decoder(default_serializer="json")
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name}: {len(self)} keys>"
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+    @property
+    def changelog_topic_name(self) -> str:
+        return self.changelog_topic.get_topic_name()
+
+    def on_recover(self, fun: Callable[[], Any]) -> Callable[[], Any]:
+        """Decorator: call ``fun`` after the table was restored from its changelog."""
+        self._on_recover.append(fun)
+        return fun
+
+    # -- partitions ------------------------------------------------------------
+
+    def _partition_for_write(self, key: Any) -> int:
+        if self.use_partitioner:
+            from ..transport.partitioner import partition_for_key
+
+            encoded = self._encode_key(key)
+            if encoded is None:
+                raise TableError(f"Table {self.name}: a None key cannot be partitioned")
+            return partition_for_key(encoded, self.partitions)
+        event = _current_event.get()
+        if event is None:
+            raise TableError(
+                f"Cannot write to table {self.name!r} outside of a stream: the partition "
+                "of a key comes from the event being processed. Write from an agent, or "
+                "create the table with use_partitioner=True."
+            )
+        partition = event.message.partition
+        if partition >= self.partitions:
+            raise TableError(
+                f"Table {self.name!r} has {self.partitions} partitions but the event comes "
+                f"from {event.message.topic}[{partition}]: the stream and the table must be "
+                "co-partitioned (group_by the stream, or give the table partitions=)."
+            )
+        return partition
+
+    def _store(self, partition: int) -> PartitionStore:
+        store = self._parts.get(partition)
+        if store is None:
+            store = self._parts[partition] = self._store_class()
+        return store
+
+    def partition_data(self, partition: int) -> PartitionStore | None:
+        return self._parts.get(partition)
+
+    # -- mapping ----------------------------------------------------------------
+
+    def __getitem__(self, key: Any) -> Any:
+        event = _current_event.get()
+        if event is not None:
+            store = self._parts.get(event.message.partition)
+            if store is not None:
+                value = store.get(key, _MISSING)
+                if value is not _MISSING:
+                    return value
+        for store in self._parts.values():
+            value = store.get(key, _MISSING)
+            if value is not _MISSING:
+                return value
+        return self.__missing__(key)
+
+    def __missing__(self, key: Any) -> Any:
+        if self.default is not None:
+            return self.default()
+        raise KeyError(key)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        partition = self._partition_for_write(key)
+        self._store(partition)[key] = value
+        dirty = self._dirty.get(partition)
+        if dirty is None:
+            dirty = self._dirty[partition] = set()
+        dirty.add(key)
+
+    def __delitem__(self, key: Any) -> None:
+        partition = self._partition_for_write(key)
+        store = self._store(partition)
+        del store[key]
+        self._dirty.setdefault(partition, set()).add(key)
+
+    def __contains__(self, key: object) -> bool:
+        return any(key in store for store in self._parts.values())
+
+    def __iter__(self) -> Iterator[Any]:
+        for store in list(self._parts.values()):
+            yield from list(store)
+
+    def __len__(self) -> int:
+        return sum(len(store) for store in self._parts.values())
+
+    def as_ansitable(self, title: str | None = None, **kwargs: Any) -> str:
+        """The table as text (key, value rows), like Faust's ``as_ansitable``."""
+        from rich.console import Console
+        from rich.table import Table as RichTable
+
+        view = RichTable(title=title or self.name)
+        view.add_column("key")
+        view.add_column("value")
+        for key, value in sorted(self.items(), key=lambda kv: repr(kv[0])):
+            view.add_row(repr(key), repr(value))
+        console = Console(width=100, record=True, force_terminal=False)
+        with console.capture() as capture:
+            console.print(view)
+        return capture.get()
+
+    # -- changelog ----------------------------------------------------------------
+
+    def flush_changelog(self) -> int:
+        """Send the latest value of every dirty key; returns how many were sent."""
+        if not self._dirty:
+            return 0
+        send = self.app.producer.send_soon
+        topic = self.changelog_topic_name
+        encode_key = self._encode_key
+        encode_value = self._encode_value
+        sent = 0
+        dirty, self._dirty = self._dirty, {}
+        for partition, keys in dirty.items():
+            store = self._parts.get(partition)
+            for key in keys:
+                value = store.get(key, _MISSING) if store is not None else _MISSING
+                payload = None if value is _MISSING else encode_value(value)
+                send(topic, encode_key(key), payload, partition=partition)
+                sent += 1
+        return sent
+
+    def apply_changelog(self, partition: int, messages: list[Message]) -> None:
+        """Apply changelog records (recovery): the last value of a key wins."""
+        store = self._store(partition)
+        decode_key = self.decode_key
+        decode_value = self.decode_value
+        callback = self.on_changelog_event
+        for message in messages:
+            key = decode_key(message.key)
+            if message.value is None:
+                if key in store:
+                    del store[key]
+            else:
+                store[key] = decode_value(message.value)
+            if callback is not None:
+                callback(message)
+        if messages:
+            store.changelog_offset = messages[-1].offset
+
+    def drop_partition(self, partition: int) -> None:
+        store = self._parts.pop(partition, None)
+        self._dirty.pop(partition, None)
+        if store is not None:
+            store.close()
+
+    async def call_recover_callbacks(self) -> None:
+        import inspect
+
+        for callback in self._on_recover:
+            result = callback()
+            if inspect.isawaitable(result):
+                await result
+
+
+class GlobalTable(Table):
+    """A table every worker holds whole.
+
+    With one worker this is a :class:`Table` whose every partition is local.
+    """
+
+    is_global = True

@@ -1,0 +1,233 @@
+"""Shared types and the Protocols at fluvial's seams (transport, store, clock).
+
+A transport moves *bytes*; everything above it (codecs, streams, tables)
+works on :class:`Message` batches. Both transports — the in-process
+``memory://`` broker and ``kafka://`` on librdkafka — implement the
+Protocols below and pass one contract test suite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any, NamedTuple, Protocol
+
+__all__ = [
+    "TP",
+    "ConsumerT",
+    "Headers",
+    "Message",
+    "ProducerT",
+    "RebalanceCallback",
+    "RecordMetadata",
+    "TopicSpec",
+    "TransportT",
+]
+
+Headers = list[tuple[str, bytes]]
+
+
+class TP(NamedTuple):
+    """A topic partition."""
+
+    topic: str
+    partition: int
+
+
+class RecordMetadata(NamedTuple):
+    """Where a produced message landed."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: float
+
+
+class Message:
+    """One record as read from a topic partition.
+
+    ``timestamp`` is in seconds since the epoch (Kafka's milliseconds / 1000).
+    ``refcount`` counts the streams that still have to process the message;
+    it is acknowledged (committable) when it reaches zero.
+    """
+
+    __slots__ = (
+        "headers",
+        "key",
+        "offset",
+        "partition",
+        "refcount",
+        "timestamp",
+        "topic",
+        "value",
+    )
+
+    def __init__(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        key: bytes | None,
+        value: bytes | None,
+        timestamp: float,
+        headers: Headers | None = None,
+    ) -> None:
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.key = key
+        self.value = value
+        self.timestamp = timestamp
+        self.headers: Headers = headers if headers is not None else []
+        self.refcount = 0
+
+    @property
+    def tp(self) -> TP:
+        return TP(self.topic, self.partition)
+
+    @property
+    def acked(self) -> bool:
+        return self.refcount <= 0
+
+    def __repr__(self) -> str:
+        return (
+            f"<Message {self.topic}[{self.partition}]@{self.offset} "
+            f"key={self.key!r} value={self.value!r}>"
+        )
+
+
+class TopicSpec(NamedTuple):
+    """What a topic must look like when it is declared."""
+
+    name: str
+    partitions: int
+    replicas: int = 1
+    config: Mapping[str, str] = {}
+
+
+RebalanceCallback = Callable[[set[TP]], Awaitable[None]]
+
+
+class ProducerT(Protocol):
+    """Sends bytes to topics. ``send`` only enqueues; ``flush`` waits for delivery."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None:
+        """Flush what is pending and release the producer (idempotent)."""
+
+    def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        *,
+        partition: int | None = None,
+        timestamp: float | None = None,
+        headers: Headers | None = None,
+    ) -> asyncio.Future[RecordMetadata]:
+        """Enqueue a message; the future resolves on the event loop once delivered.
+
+        Without ``partition`` a keyed message goes to ``murmur2(key) % n``
+        (Kafka's default partitioner) and an unkeyed one to any partition.
+        """
+
+    def send_soon(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        *,
+        partition: int | None = None,
+        timestamp: float | None = None,
+        headers: Headers | None = None,
+    ) -> None:
+        """Enqueue without a future; a delivery failure is raised by the next ``flush``."""
+
+    async def flush(self) -> None:
+        """Wait until every enqueued message is delivered.
+
+        Raises :class:`~fluvial.exceptions.ProducerError` if any message sent
+        since the previous flush failed.
+        """
+
+
+class ConsumerT(Protocol):
+    """Reads batches of messages, either as a group member or by manual assignment."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None:
+        """Leave the group and release the consumer (idempotent)."""
+
+    def subscribe(
+        self,
+        topics: Iterable[str],
+        *,
+        on_assign: RebalanceCallback,
+        on_revoke: RebalanceCallback,
+    ) -> None:
+        """Join the consumer group for ``topics`` (may be called again to change them).
+
+        ``on_revoke`` runs (and completes) before partitions are taken away;
+        ``on_assign`` runs before the first message of a new partition is
+        returned. Both run on the event loop.
+        """
+
+    def assign(self, offsets: Mapping[TP, int]) -> None:
+        """Read exactly these partitions from these offsets (no group)."""
+
+    def assignment(self) -> set[TP]: ...
+
+    async def getmany(self, max_records: int, timeout: float) -> list[Message]:
+        """Return up to ``max_records`` messages, waiting at most ``timeout`` seconds."""
+
+    async def commit(self, offsets: Mapping[TP, int]) -> None:
+        """Commit ``offsets`` (the next offset to read) for the group."""
+
+    async def committed(self, tps: Iterable[TP]) -> dict[TP, int | None]: ...
+
+    async def end_offsets(self, tps: Iterable[TP]) -> dict[TP, int]:
+        """The high-water mark (offset after the last message) of each partition."""
+
+    async def beginning_offsets(self, tps: Iterable[TP]) -> dict[TP, int]: ...
+
+    def seek(self, tp: TP, offset: int) -> None: ...
+
+    def pause(self, tps: Iterable[TP]) -> None: ...
+
+    def resume(self, tps: Iterable[TP]) -> None: ...
+
+
+class TransportT(Protocol):
+    """A broker: makes producers and consumers, declares and describes topics."""
+
+    url: str
+    #: True when the broker lives inside this process (shown in the banner).
+    in_process: bool
+
+    async def start(self) -> None:
+        """Check the broker is reachable; raise BrokerUnreachable otherwise."""
+
+    async def stop(self) -> None: ...
+
+    def create_producer(self, **config: Any) -> ProducerT: ...
+
+    def create_consumer(
+        self,
+        group_id: str | None,
+        *,
+        auto_offset_reset: str = "earliest",
+        client_id: str = "fluvial",
+        **config: Any,
+    ) -> ConsumerT: ...
+
+    async def create_topics(self, specs: Sequence[TopicSpec]) -> None:
+        """Create missing topics; existing ones are checked, not altered.
+
+        Raises :class:`~fluvial.exceptions.PartitionCountMismatch` when an
+        existing topic's partition count differs from its spec.
+        """
+
+    async def partition_counts(self, topics: Iterable[str]) -> dict[str, int | None]:
+        """Partition count per topic, ``None`` where the topic does not exist."""
