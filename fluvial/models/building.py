@@ -307,3 +307,23 @@ def make_polymorph(cls: type[Record]) -> Callable[[Any], type[Record] | None]:
         return None
 
     return polymorph
+
+
+def build_asdict(cls: type[Record], options: ModelOptions) -> tuple[Callable[..., Any], ...]:
+    """Generate ``asdict(self)`` and ``_representation_shallow(self)`` for ``cls``."""
+    items = "".join(
+        f"{d.output_name!r}: v[{name!r}], "
+        for name, d in options.descriptors.items()
+        if not d.exclude
+    )
+    meta = f"{BLESSED_KEY!r}: {{'ns': {options.namespace!r}}}" if options.include_metadata else ""
+    asdict = _compile(
+        "asdict", f"def asdict(self):\n    v = self.__dict__\n    return {{{items}}}\n", {}
+    )
+    rep = _compile(
+        "_representation_shallow",
+        "def _representation_shallow(self):\n"
+        f"    v = self.__dict__\n    return {{{items}{meta}}}\n",
+        {},
+    )
+    return asdict, rep

@@ -190,10 +190,15 @@ class FieldDescriptor(Generic[T]):
 
     def to_python(self, value: Any) -> Any:
         """Convert a value read from data (or given to the constructor) for this field."""
-        conv = self.converter
-        if conv is not None:
-            value = conv(value)
-        return self.prepare_value(value)
+        try:
+            conv = self.converter
+            return self.prepare_value(conv(value) if conv is not None else value)
+        except (TypeError, ValueError, ArithmeticError) as exc:
+            if self.model is not None and self.model._options.validation:
+                raise self.validation_error(
+                    f"{self.field} is not correct type for {self}, got {type(value)!r}: {exc!r}"
+                ) from exc
+            raise
 
     def prepare_value(self, value: Any, *, coerce: bool | None = None) -> Any:
         """Coerce ``value`` to the field type when coercion is on (subclasses)."""

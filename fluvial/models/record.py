@@ -113,6 +113,10 @@ class Record:
         fields = list(options.fields)
         cls._fl_key = staticmethod(_tuple_getter(fields))
         registry[options.namespace] = cls
+        asdict, representation = building.build_asdict(cls, options)
+        if "asdict" not in cls.__dict__:
+            cls.asdict = asdict  # type: ignore[method-assign]
+        cls._representation_shallow = representation  # type: ignore[method-assign]
         if "__init__" not in cls.__dict__:
             cls.__init__ = building.build_init(cls, options)  # type: ignore[method-assign]
 
