@@ -54,7 +54,7 @@ __all__ = ["KAFKA_VERSION", "KafkaServer", "KafkaServerError", "NodeInfo", "reso
 
 KAFKA_VERSION = "4.1.1"
 READY_TIMEOUT_S = 60.0
-STOP_TIMEOUT_S = 20.0
+STOP_TIMEOUT_S = 10.0
 JVM_OPTS = ["-Xms256m", "-Xmx512m", "-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true"]
 _COMPLETE_MARK = ".complete"
 
@@ -274,26 +274,34 @@ class KafkaServer:
         """
         self.state_dir.mkdir(parents=True, exist_ok=True)
         with _locked(self.state_dir / ".lock"):
-            state = self._read_state()
-            if state is not None and self._healthy(state):
-                self.started = False
-                if pin and not state.get("pinned"):
-                    state["pinned"] = True
-                    self._write_state(state)
-                return str(state["bootstrap"])
-            if state is not None:
-                self._stop_locked(state)  # a stale or half-dead cluster: start afresh
-            jars = resolve_kafka(self.version, self.cache_dir)
-            try:
-                state = self._launch(jars, pinned=pin)
-            except BaseException:
-                # Leave no half-started JVMs behind (also on Ctrl-C).
-                stale = self._read_state()
-                if stale is not None:
-                    self._stop_locked(stale)
-                raise
-            self.started = True
+            return self._start_locked(pin)
+
+    def _start_locked(self, pin: bool) -> str:
+        state = self._read_state()
+        if state is not None and self._healthy(state):
+            if len(state["nodes"]) != self.nodes:
+                raise KafkaServerError(
+                    f"a {len(state['nodes'])}-node Kafka already runs from {self.state_dir}; "
+                    f"stop it first or use another state folder for {self.nodes} nodes"
+                )
+            self.started = False
+            if pin and not state.get("pinned"):
+                state["pinned"] = True
+                self._write_state(state)
             return str(state["bootstrap"])
+        if state is not None:
+            self._stop_locked(state)  # a stale or half-dead cluster: start afresh
+        jars = resolve_kafka(self.version, self.cache_dir)
+        try:
+            state = self._launch(jars, pinned=pin)
+        except BaseException:
+            # Leave no half-started JVMs behind (also on Ctrl-C).
+            stale = self._read_state()
+            if stale is not None:
+                self._stop_locked(stale)
+            raise
+        self.started = True
+        return str(state["bootstrap"])
 
     def stop(self) -> None:
         """Stop every node (SIGTERM, then SIGKILL) and delete the data; no-op if none recorded."""
@@ -304,11 +312,13 @@ class KafkaServer:
 
     def acquire(self) -> str:
         """Register this process as a user of the cluster, starting it if needed."""
-        bootstrap = self.start(pin=False)
-        users = self.state_dir / "users"
-        users.mkdir(exist_ok=True)
-        (users / str(os.getpid())).touch()
-        return bootstrap
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        with _locked(self.state_dir / ".lock"):  # so no release() stops it in between
+            bootstrap = self._start_locked(pin=False)
+            users = self.state_dir / "users"
+            users.mkdir(exist_ok=True)
+            (users / str(os.getpid())).touch()
+            return bootstrap
 
     def release(self) -> None:
         """Unregister this process; stop the cluster if it is unpinned and nobody else uses it."""
@@ -467,6 +477,10 @@ class KafkaServer:
             "share.coordinator.state.topic.replication.factor": rf,
             "share.coordinator.state.topic.min.isr": min_isr,
             "group.initial.rebalance.delay.ms": 0,
+            # A crashed node's old registration blocks its restart until this
+            # session expires (default 9 s); fault tests restart nodes often.
+            "broker.session.timeout.ms": 4000,
+            "broker.heartbeat.interval.ms": 1000,
             # A 2-core machine shared with the tests themselves.
             "num.network.threads": 2,
             "num.io.threads": 4,
