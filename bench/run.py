@@ -133,7 +133,7 @@ def _one(
     script = PIPELINES_DIR / f"{system}_app.py"
     cmd = [str(pythons[system]), str(script)]
     if system == "faust":
-        cmd += ["worker", "-l", "warn"]
+        cmd += ["worker", "-l", "warn", "--without-web"]
     elif system == "fluvial":
         cmd += ["worker"]
     console.print(f"{name}: processing {events:,} events ...")

@@ -71,20 +71,34 @@ if settings.pipeline == "plain":
 
 else:
     order_count_by_account = app.Table("order_count", default=int)
+    source_first_ts = 0.0
+
+    def account_id(order: Order) -> str:
+        """``Order.account_id``, and the clock starts at the first source event.
+
+        Timing from the first event out of the repartition topic would leave out the
+        time spent filling it (12 s of 30 s for faust-streaming, say); a callable key
+        is the Faust API's own way to run code at the source, and costs one call.
+        """
+        global source_first_ts
+        if not source_first_ts:
+            source_first_ts = time.time()
+        return order.account_id
 
     @app.agent(orders_topic)
     async def process(orders: faust.Stream[Order]) -> None:
         seen = 0
-        first_ts = 0.0
-        async for order in orders.group_by(Order.account_id):
+        first_table_ts = 0.0
+        async for order in orders.group_by(account_id, name="account_id"):
             order_count_by_account[order.account_id] += 1
             seen += 1
             if seen == 1:
-                first_ts = time.time()
+                first_table_ts = time.time()
             elif seen == N:
                 finish(
-                    first_ts,
+                    source_first_ts,
                     time.time(),
+                    first_table_after_s=first_table_ts - source_first_ts,
                     accounts=len(order_count_by_account),
                     table_total=sum(order_count_by_account.values()),
                 )
