@@ -20,7 +20,7 @@ from .worker import worker
 if TYPE_CHECKING:
     from ..app import App
 
-__all__ = ["AppCommand", "argument", "cli", "main", "main_for_app", "option"]
+__all__ = ["AppCommand", "State", "argument", "cli", "main", "main_for_app", "option"]
 
 
 @global_options

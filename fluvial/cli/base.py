@@ -246,7 +246,8 @@ def global_options(group: click.Group) -> click.Group:
         click.option("--broker", metavar="URL", help="Broker URL (kafka://host:port or memory://); "
                                       "overrides FLUVIAL_BROKER and App(broker=...)."),
         click.option("-D", "--datadir", metavar="DIR", help="Directory for application state."),
-        click.option("--web-port", type=click.IntRange(1, 65535), metavar="PORT", help="Port of the web server."),
+        click.option("--web-port", type=click.IntRange(1, 65535), metavar="PORT",
+                     help="Port of the web server."),
         click.option("--json", is_flag=True, default=False,
                      help="Machine-readable JSON output for listing commands."),
         click.option("-q", "--quiet/--no-quiet", default=False, help="Print nothing to stdout."),

@@ -48,7 +48,11 @@ def find_model(name: str, *, origin: str | None = None) -> type[Record]:
         raise click.UsageError(
             f"Model name {name!r} is ambiguous: {', '.join(sorted(map(model_name, matches)))}"
         )
-    close = difflib.get_close_matches(name, list(registry), n=3)
+    # Compare with both full namespaces and their last part ("Order").
+    by_short = {ns.rpartition(".")[2]: ns for ns in registry}
+    close = [by_short.get(c, c) for c in
+             difflib.get_close_matches(name, [*registry, *by_short], n=3)]
+    close = list(dict.fromkeys(close))
     hint = f" Did you mean {', '.join(close)}?" if close else ""
     raise click.UsageError(f"No model {name!r}.{hint} Run `fluvial models` for a list.")
 

@@ -61,6 +61,7 @@ def send(state: State, target: str, value: str | None, key: str | None, key_type
 
     async def send_all() -> None:
         await app.producer_ready()
+        await _declare_if_missing(app, channel)
         for i in range(repeat):
             if i and max_latency:
                 await asyncio.sleep(random.uniform(min_latency, max_latency))
@@ -71,6 +72,21 @@ def send(state: State, target: str, value: str | None, key: str | None, key_type
         await app.producer.flush()
 
     run_with_app(app, send_all())
+
+
+async def _declare_if_missing(app: App, channel: Channel[Any]) -> None:
+    """Create a missing target topic (brokers often refuse auto-creation).
+
+    An existing topic is left alone, whatever its partition count: sending
+    to it needs no co-partitioning check.
+    """
+    from ..channels import Topic
+
+    if not isinstance(channel, Topic) or not app.conf.topic_allow_declare:
+        return
+    counts = await app.transport.partition_counts(channel.topics)
+    if any(count is None for count in counts.values()):
+        await channel.declare()
 
 
 def _report(state: State, meta: RecordMetadata) -> None:

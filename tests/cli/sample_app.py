@@ -46,3 +46,7 @@ async def hello(self: AppCommand, times: int, name: str) -> None:
 def plain() -> None:
     """A synchronous command without self."""
     print("plain ran")
+
+
+if __name__ == "__main__":
+    app.main()
