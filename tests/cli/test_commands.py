@@ -131,7 +131,7 @@ def test_send_to_real_kafka(invoke: Invoke, kafka_url: str, kafka_bootstrap: str
                 message = polled
         assert message is not None, "the message never arrived"
         assert message.key() == b"k1"
-        assert json.loads(message.value()) == {"n": 1}
+        assert json.loads(message.value() or b"") == {"n": 1}
     finally:
         consumer.close()
 
@@ -260,3 +260,21 @@ def test_python_app_py_runs_app_main() -> None:
     # Run as a script, the agent is named after the file (as Faust does).
     assert json.loads(proc.stdout) == [
         {"name": "@sample_app.greet", "topic": "greetings", "help": "Count greetings per name."}]
+
+
+# -- reset ----------------------------------------------------------------------------------
+
+
+def test_reset_deletes_local_table_state(invoke: Invoke, tmp_path: Path) -> None:
+    app = new_app(broker="memory://")
+    result = invoke("--datadir", str(tmp_path), "reset", app=app)
+    assert result.exit_code == 0, result.output
+    assert "nothing to delete" in result.output
+    tables = app.conf.table_path
+    (tables / "counts-0").mkdir(parents=True)
+    (tables / "counts-0" / "data").write_bytes(b"x")
+    result = invoke("--datadir", str(tmp_path), "reset", app=app)
+    assert result.exit_code == 0, result.output
+    assert f"Deleted local table state at {tables}" in result.output
+    assert not tables.exists()
+    assert tmp_path.exists()  # only the tables' directory goes
