@@ -238,8 +238,9 @@ class KafkaServer:
 
     def _alive(self, info: NodeInfo) -> bool:
         child = self._children.get(info.node_id)
-        if child is not None and child.poll() is not None:
-            return False
+        if child is not None and child.pid == info.pid:
+            # Our own child: waitpid is authoritative, and it reaps the zombie.
+            return child.poll() is None
         return _pid_alive(info.pid, str(self._props(info.node_id)))
 
     @property
