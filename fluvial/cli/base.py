@@ -108,6 +108,13 @@ class State:
             self.app.override(**self.settings)
         return self.app
 
+    def setup_logging(self) -> None:
+        """Log at ``-l LEVEL`` (commands other than ``worker``, which sets up its own)."""
+        if self.loglevel is not None:
+            from ..runtime.worker import setup_logging
+
+            setup_logging(self.loglevel)
+
     def say(self, message: str, *, err: bool = False) -> None:
         if not self.quiet:
             click.echo(message, err=err)
@@ -199,6 +206,13 @@ def scan_app_option(args: Sequence[str]) -> str | None:
 
 class FluvialGroup(click.Group):
     """Built-in commands plus the app's ``@app.command`` ones; FluvialError exits 1."""
+
+    def make_context(self, info_name: str | None, args: list[str],
+                     parent: click.Context | None = None, **extra: Any) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except FluvialError as exc:  # a setting given on the command line was refused
+            raise click.ClickException(f"{type(exc).__name__}: {exc}") from exc
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         state = ctx.ensure_object(State)

@@ -115,6 +115,7 @@ def make_command(app: App, fun: Callable[..., Any], options: Sequence[Any],
     def callback(**params: Any) -> None:
         ctx = click.get_current_context()
         state = ctx.find_object(State) or State(app=app)
+        state.setup_logging()
         args = (AppCommand(ctx, app, state),) if takes_self else ()
         result = fun(*args, **params)
         if inspect.isawaitable(result):

@@ -53,6 +53,7 @@ def send(state: State, target: str, value: str | None, key: str | None, key_type
     if max_latency < min_latency:
         raise click.BadParameter("must be >= --min-latency", param_hint="--max-latency")
     app = state.get_app()
+    state.setup_logging()
     channel = _target_channel(app, target)
     k = _to_object(app, state, key, key_type, key_serializer,
                    getattr(channel, "key_serializer", None), app.conf.key_serializer, "key")
