@@ -1,0 +1,169 @@
+"""The producer of the ``memory://`` broker: appends to partition logs synchronously."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Protocol
+
+from ...exceptions import ImproperlyConfigured, ProducerError, SerializationError, TransportError
+from ...types import Headers, RecordMetadata
+from ..partitioner import partition_for_key
+from ._broker import MemoryBroker, PartitionLog
+
+__all__ = ["Clock", "MemoryProducer"]
+
+
+class Clock(Protocol):
+    """Where message timestamps come from when the producer gives none."""
+
+    def time(self) -> float: ...
+
+
+class MemoryProducer:
+    """Satisfies :class:`~fluvial.types.ProducerT`.
+
+    Delivery is synchronous: ``send`` appends to the log and returns a future
+    that is already resolved with the offset. Each call does a bounded amount
+    of work, and ``flush`` yields to the loop, so producers stay loop-fair.
+    """
+
+    def __init__(self, broker: MemoryBroker, clock: Clock, auto_create_partitions: int) -> None:
+        self._broker = broker
+        self._clock = clock
+        self._auto_create_partitions = auto_create_partitions
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._running = False
+        self._stopped = False
+        self._round_robin: dict[str, int] = {}
+        self._errors: list[ProducerError] = []
+
+    async def start(self) -> None:
+        if self._stopped:
+            raise TransportError("This producer was stopped; create a new one")
+        self._loop = asyncio.get_running_loop()
+        self._running = True
+
+    async def stop(self) -> None:
+        if self._stopped:
+            return
+        self._running = False
+        self._stopped = True
+        self._errors.clear()
+
+    def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        *,
+        partition: int | None = None,
+        timestamp: float | None = None,
+        headers: Headers | None = None,
+    ) -> asyncio.Future[RecordMetadata]:
+        if self._loop is None or not self._running:
+            raise self._not_running()
+        future: asyncio.Future[RecordMetadata] = self._loop.create_future()
+        try:
+            partition, offset, timestamp = self._append(
+                topic, key, value, partition, timestamp, headers
+            )
+        except ProducerError as exc:
+            future.set_exception(exc)
+        else:
+            future.set_result(RecordMetadata(topic, partition, offset, timestamp))
+        return future
+
+    def send_soon(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        *,
+        partition: int | None = None,
+        timestamp: float | None = None,
+        headers: Headers | None = None,
+    ) -> None:
+        if not self._running:
+            raise self._not_running()
+        try:
+            self._append(topic, key, value, partition, timestamp, headers)
+        except ProducerError as exc:
+            self._errors.append(exc)
+
+    async def flush(self) -> None:
+        if not self._running:
+            raise self._not_running()
+        # Everything is delivered already; yielding keeps `flush` a scheduling point.
+        await asyncio.sleep(0)
+        if self._errors:
+            first, count = self._errors[0], len(self._errors)
+            self._errors.clear()
+            if count == 1:
+                raise first
+            raise ProducerError(f"{count} messages could not be delivered; first: {first}") from (
+                first
+            )
+
+    def _append(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int | None,
+        timestamp: float | None,
+        headers: Headers | None,
+    ) -> tuple[int, int, float]:
+        """Append one message; return its partition, offset and timestamp."""
+        # The broker stores bytes so that codecs run exactly as with Kafka.
+        if key is not None and type(key) is not bytes:
+            key = _as_bytes(key, "key", topic)
+        if value is not None and type(value) is not bytes:
+            value = _as_bytes(value, "value", topic)
+        logs = self._broker.topics.get(topic)
+        if logs is None:
+            logs = self._auto_create(topic)
+        if partition is None:
+            if key is not None:
+                partition = partition_for_key(key, len(logs))
+            else:
+                partition = self._round_robin.get(topic, -1) + 1
+                if partition >= len(logs):
+                    partition = 0
+                self._round_robin[topic] = partition
+        elif not 0 <= partition < len(logs):
+            raise ProducerError(
+                f"Cannot send to partition {partition} of topic {topic!r}: "
+                f"it has {len(logs)} partitions (0..{len(logs) - 1})"
+            )
+        # Kafka keeps millisecond timestamps; so does the memory broker.
+        timestamp = (
+            round((self._clock.time() if timestamp is None else timestamp) * 1000.0) / 1000.0
+        )
+        log = logs[partition]
+        records = log.records
+        records.append((key, value, timestamp, tuple(headers) if headers else None))
+        if log.waiters:
+            log.wake_waiters()
+        return partition, len(records) - 1, timestamp
+
+    def _auto_create(self, topic: str) -> list[PartitionLog]:
+        # Like a Kafka broker with auto.create.topics.enable=true (its default):
+        # the first message creates the topic with the default partition count.
+        try:
+            return self._broker.create_topic(topic, self._auto_create_partitions)
+        except ImproperlyConfigured as exc:
+            raise ProducerError(f"Cannot create topic {topic!r} on first send: {exc}") from exc
+
+    def _not_running(self) -> TransportError:
+        if self._stopped:
+            return TransportError("This producer was stopped; create a new one")
+        return TransportError("Producer not started: call `await producer.start()` first")
+
+
+def _as_bytes(data: object, what: str, topic: str) -> bytes:
+    if isinstance(data, (bytearray, memoryview)):
+        return bytes(data)  # copied: the caller may reuse its buffer
+    raise SerializationError(
+        f"The {what} sent to topic {topic!r} is {type(data).__name__}, not bytes: "
+        "encode it with a codec (the broker, like Kafka, only stores bytes)"
+    )
