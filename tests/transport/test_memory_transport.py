@@ -355,6 +355,9 @@ async def test_fetches_take_turns_between_partitions(transport: MemoryTransport)
 
 
 async def test_misuse_is_refused_with_clear_errors(transport: MemoryTransport) -> None:
+    with pytest.raises(ImproperlyConfigured, match="Invalid topic name"):
+        await transport.create_topics([TopicSpec("t", 1), TopicSpec("bad name", 1)])
+    assert await transport.partition_counts(["t"]) == {"t": None}  # all or nothing
     await transport.create_topics([TopicSpec("t", 1)])
     consumer = transport.create_consumer(None)
     with pytest.raises(TransportError, match="not started"):

@@ -45,7 +45,7 @@ from typing import Any
 
 from ...exceptions import ImproperlyConfigured, PartitionCountMismatch
 from ...types import TopicSpec
-from ._broker import MemoryBroker, range_assign, url_params
+from ._broker import MemoryBroker, check_topic, range_assign, url_params
 from ._consumer import MemoryConsumer
 from ._producer import Clock, MemoryProducer
 
@@ -110,6 +110,7 @@ class MemoryTransport:
         # Check every spec before creating any, so a mismatch changes nothing.
         missing: dict[str, int] = {}
         for spec in specs:
+            check_topic(spec.name, spec.partitions)
             logs = self.broker.topics.get(spec.name)
             if logs is None:
                 missing[spec.name] = spec.partitions

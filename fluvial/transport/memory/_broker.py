@@ -16,7 +16,15 @@ from urllib.parse import parse_qsl, urlsplit
 from ...exceptions import ImproperlyConfigured, TransportError
 from ...types import TP, Headers, Message
 
-__all__ = ["Group", "MemoryBroker", "PartitionLog", "Record", "Waker", "range_assign"]
+__all__ = [
+    "Group",
+    "MemoryBroker",
+    "PartitionLog",
+    "Record",
+    "Waker",
+    "check_topic",
+    "range_assign",
+]
 
 #: What a partition log stores per offset: (key, value, timestamp, headers).
 #: Tuples, not ``Message`` objects: every reader gets its own ``Message``
@@ -173,15 +181,7 @@ class MemoryBroker:
     # -- topics ---------------------------------------------------------------------------
 
     def create_topic(self, name: str, partitions: int) -> list[PartitionLog]:
-        if not _TOPIC_NAME.fullmatch(name) or name in (".", ".."):
-            raise ImproperlyConfigured(
-                f"Invalid topic name {name!r}: use 1-249 characters of "
-                "ASCII letters, digits, '.', '_' and '-'"
-            )
-        if partitions < 1:
-            raise ImproperlyConfigured(
-                f"Topic {name!r} needs at least 1 partition, not {partitions}"
-            )
+        check_topic(name, partitions)
         logs = self.topics[name] = [PartitionLog() for _ in range(partitions)]
         for group in self.groups.values():
             if any(name in member.topics for member in group.members.values()):
@@ -268,6 +268,17 @@ def build_messages(
         Message(topic, partition, off, key, value, ts, list(headers) if headers else None)
         for off, (key, value, ts, headers) in enumerate(records, offset)
     ]
+
+
+def check_topic(name: str, partitions: int) -> None:
+    """Refuse what Kafka refuses: bad topic names and fewer than one partition."""
+    if not _TOPIC_NAME.fullmatch(name) or name in (".", ".."):
+        raise ImproperlyConfigured(
+            f"Invalid topic name {name!r}: use 1-249 characters of "
+            "ASCII letters, digits, '.', '_' and '-'"
+        )
+    if partitions < 1:
+        raise ImproperlyConfigured(f"Topic {name!r} needs at least 1 partition, not {partitions}")
 
 
 def broker_name(url: str) -> str:
