@@ -18,6 +18,7 @@ from fluvial.exceptions import (
 )
 from fluvial.transport import by_url
 from fluvial.transport.memory import MemoryBroker, MemoryTransport, range_assign
+from fluvial.transport.memory._broker import PartitionLog
 from fluvial.types import TP, TopicSpec
 
 from .conftest import drain, poll_until
@@ -408,3 +409,23 @@ async def test_many_messages_round_trip_in_order(transport: MemoryTransport) -> 
             next_offset[message.partition] += 1
         received += len(batch)
     assert next_offset == dict.fromkeys(range(4), total // 4)
+
+
+def test_partition_log_reads_across_sealed_segments() -> None:
+    log = PartitionLog()
+    records = [(None, b"%d" % i, float(i), None) for i in range(3 * PartitionLog.SEGMENT + 5)]
+    offsets = [log.append(record) for record in records]
+
+    assert offsets == list(range(len(records)))
+    assert len(log) == len(records)
+    size = PartitionLog.SEGMENT
+    for start, stop in [
+        (0, len(records)),
+        (1, size - 1),
+        (size - 1, size + 1),
+        (size, 2 * size),
+        (size + 7, 3 * size + 2),
+        (3 * size + 1, 3 * size + 5),
+        (len(records), len(records)),
+    ]:
+        assert log.read(start, stop) == records[start:stop], (start, stop)

@@ -69,25 +69,57 @@ class Waker:
 
 
 class PartitionLog:
-    """One partition: an append-only list of records; the offset is the index."""
+    """One partition: an append-only sequence of records; ``len(log)`` is the end offset.
 
-    __slots__ = ("records", "waiters")
+    Full segments are sealed into tuples. A tuple of untracked objects drops
+    out of the garbage collector's view, so millions of stored records do
+    not make every full collection walk them (that made fetching 4x slower).
+    """
+
+    __slots__ = ("_base", "_open", "_sealed", "waiters")
+
+    SEGMENT = 4096
 
     def __init__(self) -> None:
-        self.records: list[Record] = []
+        self._sealed: list[tuple[Record, ...]] = []
+        self._open: list[Record] = []
+        self._base = 0  # offset of _open[0]
         self.waiters: set[Waker] = set()
 
-    def append(self, record: Record) -> int:
-        """Append ``record``; return its offset. (The producer inlines this.)"""
-        self.records.append(record)
-        if self.waiters:
-            self.wake_waiters()
-        return len(self.records) - 1
+    def __len__(self) -> int:
+        return self._base + len(self._open)
 
-    def wake_waiters(self) -> None:
-        for waker in self.waiters:
-            waker.wake()
-        self.waiters.clear()
+    def append(self, record: Record) -> int:
+        """Append ``record``, wake waiting readers, return its offset."""
+        opened = self._open
+        opened.append(record)
+        offset = self._base + len(opened) - 1
+        if len(opened) == self.SEGMENT:
+            self._sealed.append(tuple(opened))
+            self._open = []
+            self._base += self.SEGMENT
+        if self.waiters:
+            for waker in self.waiters:
+                waker.wake()
+            self.waiters.clear()
+        return offset
+
+    def read(self, start: int, stop: int) -> list[Record]:
+        """The records at offsets ``start`` up to ``stop`` (a copy of references)."""
+        base = self._base
+        if start >= base:
+            return self._open[start - base : stop - base]
+        records: list[Record] = []
+        size, sealed = self.SEGMENT, self._sealed
+        while start < stop:
+            if start >= base:
+                records += self._open[start - base : stop - base]
+                break
+            segment, index = divmod(start, size)
+            end = min(stop, start - index + size)
+            records += sealed[segment][index : index + end - start]
+            start = end
+        return records
 
 
 class Member(Protocol):
@@ -213,7 +245,7 @@ class MemoryBroker:
         return [
             message
             for p in partitions
-            for message in build_messages(topic, p, 0, self.log(TP(topic, p)).records)
+            for message in build_messages(topic, p, 0, _read_all(self.log(TP(topic, p))))
         ]
 
     # -- groups ---------------------------------------------------------------------------
@@ -268,6 +300,10 @@ def build_messages(
         Message(topic, partition, off, key, value, ts, list(headers) if headers else None)
         for off, (key, value, ts, headers) in enumerate(records, offset)
     ]
+
+
+def _read_all(log: PartitionLog) -> list[Record]:
+    return log.read(0, len(log))
 
 
 def check_topic(name: str, partitions: int) -> None:

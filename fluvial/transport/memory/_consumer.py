@@ -202,7 +202,7 @@ class MemoryConsumer:
     def _reset_position(self, tp: TP) -> int:
         if self._auto_offset_reset == "earliest":
             return 0
-        return len(self._broker.log(tp).records)
+        return len(self._broker.log(tp))
 
     # -- manual assignment ----------------------------------------------------------------
 
@@ -266,13 +266,13 @@ class MemoryConsumer:
             tp, log = items[(first + i) % count]
             if tp in paused:
                 continue
-            position, end = positions[tp], len(log.records)
+            position, end = positions[tp], len(log)
             if not 0 <= position <= end:  # Kafka: OFFSET_OUT_OF_RANGE -> auto_offset_reset
                 position = positions[tp] = self._reset_position(tp)
             if position == end:
                 continue
             stop = min(end, position + max_records - len(batch))
-            batch += build_messages(tp.topic, tp.partition, position, log.records[position:stop])
+            batch += build_messages(tp.topic, tp.partition, position, log.read(position, stop))
             positions[tp] = stop
             if len(batch) >= max_records:
                 self._next_tp = first + i + 1
@@ -321,7 +321,7 @@ class MemoryConsumer:
         return {TP(*tp): group.committed.get(tp) for tp in tps}
 
     async def end_offsets(self, tps: Iterable[TP]) -> dict[TP, int]:
-        return {TP(*tp): len(self._broker.log(tp).records) for tp in tps}
+        return {TP(*tp): len(self._broker.log(tp)) for tp in tps}
 
     async def beginning_offsets(self, tps: Iterable[TP]) -> dict[TP, int]:
         beginnings: dict[TP, int] = {}

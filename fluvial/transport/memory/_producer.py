@@ -139,12 +139,10 @@ class MemoryProducer:
         timestamp = (
             round((self._clock.time() if timestamp is None else timestamp) * 1000.0) / 1000.0
         )
-        log = logs[partition]
-        records = log.records
-        records.append((key, value, timestamp, tuple(headers) if headers else None))
-        if log.waiters:
-            log.wake_waiters()
-        return partition, len(records) - 1, timestamp
+        offset = logs[partition].append(
+            (key, value, timestamp, tuple(headers) if headers else None)
+        )
+        return partition, offset, timestamp
 
     def _auto_create(self, topic: str) -> list[PartitionLog]:
         # Like a Kafka broker with auto.create.topics.enable=true (its default):
