@@ -125,7 +125,7 @@ class App:
 
     actor = agent
 
-    def Table(self, name: str, *, default: Callable[[], Any] | None = None,  # noqa: N802
+    def Table(self, name: str, *, default: Callable[[], Any] | None = None,
               window: Any = None, partitions: int | None = None, help: str | None = None,
               **kwargs: Any) -> Table:
         """A sharded table (``app.Table('counts', default=int)``)."""
@@ -134,7 +134,7 @@ class App:
         return self.tables.add(Table(self, name=name, default=default, partitions=partitions,
                                      help=help, **kwargs))
 
-    def GlobalTable(self, name: str, *, default: Callable[[], Any] | None = None,  # noqa: N802
+    def GlobalTable(self, name: str, *, default: Callable[[], Any] | None = None,
                     partitions: int | None = None, help: str | None = None,
                     **kwargs: Any) -> GlobalTable:
         return self.tables.add(GlobalTable(self, name=name, default=default,  # type: ignore[return-value]
@@ -179,7 +179,7 @@ class App:
 
         def decorate(f: F) -> F:
             command = make_command(self, f, options, **kwargs)
-            self.commands[command.name] = command  # type: ignore[union-attr]
+            self.commands[command.name or f.__name__] = command
             return f
         return decorate
 
@@ -223,11 +223,12 @@ class App:
     @property
     def producer(self) -> ProducerT:
         if self._producer is None:
-            self._producer = self.transport.create_producer(
-                client_id=self.conf.broker_client_id,
-                linger_ms=self.conf.producer_linger_ms,
-                acks=self.conf.producer_acks,
-            )
+            conf = self.conf
+            self._producer = self.transport.create_producer(**{
+                "client.id": conf.broker_client_id,
+                "linger.ms": conf.producer_linger_ms,
+                "acks": conf.producer_acks,
+            })
         return self._producer
 
     async def producer_ready(self) -> None:

@@ -183,6 +183,7 @@ class Topic(Channel[T]):
         self.on_decode_error = on_decode_error
         self.key_serializer = schema.key_serializer
         self.value_serializer = schema.value_serializer
+        self._encoders: tuple[Any, Any] | None = None
 
     @property
     def label(self) -> str:
@@ -213,6 +214,15 @@ class Topic(Channel[T]):
         key_serializer: Any,
         value_serializer: Any,
     ) -> tuple[bytes | None, bytes | None]:
+        if schema is None and key_serializer is None and value_serializer is None:
+            encoders = self._encoders
+            if encoders is None:
+                conf = self.app.conf
+                encoders = self._encoders = (
+                    self.schema.key_encoder(conf.key_serializer),
+                    self.schema.value_encoder(conf.value_serializer),
+                )
+            return encoders[0](key), encoders[1](value)
         conf = self.app.conf
         schema = schema or self.schema
         k = schema.dumps_key(key, serializer=key_serializer, default_serializer=conf.key_serializer)

@@ -50,7 +50,7 @@ class Event:
 
     async def send(
         self,
-        channel: str | Channel,
+        channel: str | Channel[Any],
         key: Any = None,
         value: Any = None,
         *,
@@ -72,7 +72,7 @@ class Event:
 
     async def forward(
         self,
-        channel: str | Channel,
+        channel: str | Channel[Any],
         key: Any = None,
         value: Any = None,
         *,

@@ -217,8 +217,8 @@ class Stream(Generic[T]):
                 values: list[T] = []
                 deadline: float | None = None
                 while len(values) < max_:
-                    event = buffer.get_nowait()
-                    if event is None:
+                    maybe = buffer.get_nowait()
+                    if maybe is None:
                         if deadline is None:
                             event = await buffer.get()
                         else:
@@ -226,6 +226,8 @@ class Stream(Generic[T]):
                             if remaining <= 0 or not await buffer.wait_for_event(remaining):
                                 break
                             continue
+                    else:
+                        event = maybe
                     held.append(event)
                     if self._steps and not await self._apply_steps(event):
                         continue

@@ -198,9 +198,7 @@ class Agent:
             for hook in self._reply_hooks:
                 await hook(event, reply)
         for sink in self._sinks:
-            if isinstance(sink, Agent):
-                await sink.send(value=reply)
-            elif isinstance(sink, Channel):
+            if isinstance(sink, (Agent, Channel)):
                 await sink.send(value=reply)
             else:
                 result = sink(reply)

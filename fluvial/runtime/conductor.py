@@ -211,7 +211,7 @@ class Conductor:
 
     def _pause_for(self, buffer: EventBuffer) -> None:
         buffer.draining = True
-        to_pause = []
+        to_pause: list[TP] = []
         for topic in buffer.topics:
             holders = self._paused.setdefault(topic, set())
             if not holders:
@@ -221,7 +221,7 @@ class Conductor:
             self.consumer.pause(to_pause)
 
     def _on_drain(self, buffer: EventBuffer) -> None:
-        to_resume = []
+        to_resume: list[TP] = []
         for topic in buffer.topics:
             holders = self._paused.get(topic)
             if holders is None:

@@ -54,11 +54,14 @@ async def start_app(app: App) -> None:
         services.append(service)
     app._running_services = services  # type: ignore[attr-defined]
     if app.conductor.topic_names:
+        extra = {}
+        if conf.consumer_group_instance_id:
+            extra["group.instance.id"] = conf.consumer_group_instance_id
         consumer = app.transport.create_consumer(
             conf.id,
             auto_offset_reset=conf.consumer_auto_offset_reset,
             client_id=conf.broker_client_id,
-            group_instance_id=conf.consumer_group_instance_id,
+            **extra,
         )
         await consumer.start()
         app._consumer = consumer  # type: ignore[attr-defined]
@@ -123,10 +126,8 @@ async def _check_copartitioned(app: App) -> None:
 def _instantiate(cls: Any, app: App) -> Any:
     if not inspect.isclass(cls):
         return cls
-    try:
-        return cls(app)
-    except TypeError:
-        return cls()
+    params = inspect.signature(cls).parameters
+    return cls(app) if params else cls()  # type: ignore[call-arg]
 
 
 async def _maybe_await(value: Any) -> Any:

@@ -77,18 +77,16 @@ class TestDriver:
             if app.fatal_error is not None:
                 raise app.fatal_error
             await conductor.checkpoint()
+            consumer = conductor.consumer
+            if consumer is None:
+                return
             assigned = conductor.assignment()
-            if not assigned and conductor.topic_names:
-                pass
-            else:
-                consumer = conductor.consumer
-                if consumer is None:
-                    return
+            if assigned:
                 ends = await consumer.end_offsets(assigned)
                 committed = conductor.tracker.committed
-                if all(committed.get(tp, 0) >= end for tp, end in ends.items() if end > 0):
-                    if not any(len(b) for b in _buffers(app)):
-                        return
+                caught_up = all(committed.get(tp, 0) >= end for tp, end in ends.items() if end)
+                if caught_up and not any(len(b) for b in _buffers(app)):
+                    return
             if loop.time() > deadline:
                 raise TimeoutError(f"The app did not process its input within {self.timeout}s")
             await asyncio.sleep(0.001)

@@ -22,7 +22,7 @@ from .conftest import Invoke, new_app
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-class Order(fluvial.Record):
+class CliOrder(fluvial.Record):
     """An order in the send tests."""
 
     id: str
@@ -97,12 +97,12 @@ def test_send_to_an_unknown_agent_is_a_usage_error(invoke: Invoke, memory_url: s
 
 def test_send_with_value_type_builds_the_model(invoke: Invoke, memory_url: str) -> None:
     app = new_app(broker=memory_url)
-    result = invoke("send", "orders", '{"id": "b2"}', "--value-type", "Order", app=app)
+    result = invoke("send", "orders", '{"id": "b2"}', "--value-type", "CliOrder", app=app)
     assert result.exit_code == 0, result.output
     [value] = values(memory_url, "orders")
     assert value["id"] == "b2"
-    assert value["amount"] == 0  # the model's default: the value went through Order
-    bad = invoke("send", "orders", '{"amount": 1}', "-V", "Order", app=new_app(broker=memory_url))
+    assert value["amount"] == 0  # the model's default: the value went through CliOrder
+    bad = invoke("send", "orders", '{"amount": 1}', "-V", "CliOrder", app=new_app(broker=memory_url))
     assert bad.exit_code == 2
     assert "cannot decode" in bad.output
 

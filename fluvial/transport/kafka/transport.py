@@ -1,0 +1,190 @@
+"""``kafka://`` transport: makes producers and consumers, declares and describes topics."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+
+from ...exceptions import BrokerUnreachable, PartitionCountMismatch, TransportError
+from ...types import TopicSpec
+from ._config import bootstrap_servers, client_config, describe_error
+from .consumer import KafkaConsumer
+from .producer import KafkaProducer
+
+__all__ = ["KafkaTransport"]
+
+
+class KafkaTransport:
+    """A :class:`~fluvial.types.TransportT` for Apache Kafka.
+
+    ``url`` is ``kafka://host:port``; several servers are separated by ``;`` or
+    ``,`` (each may repeat ``kafka://``), the port defaults to 9092. ``config``
+    holds extra librdkafka settings with their dotted names (e.g.
+    ``**{"security.protocol": "SASL_SSL"}``) given to every client.
+    ``connect_timeout_s`` bounds the reachability check in :meth:`start` and
+    every metadata request.
+    """
+
+    in_process = False
+
+    def __init__(self, url: str, *, connect_timeout_s: float = 10.0, **config: Any) -> None:
+        self.url = url
+        self.bootstrap_servers = bootstrap_servers(url)
+        self.connect_timeout_s = connect_timeout_s
+        self.config: dict[str, Any] = dict(config)
+        self._admin: AdminClient | None = None
+        self._last_error: KafkaError | None = None
+
+    def client_config(self, **overrides: Any) -> dict[str, Any]:
+        """The librdkafka config a client of this transport gets (before its own defaults)."""
+        return client_config(self.bootstrap_servers, self.config, overrides)
+
+    # -- lifetime ------------------------------------------------------------------
+    async def start(self) -> None:
+        """Check the broker is reachable; raise BrokerUnreachable otherwise."""
+        try:
+            await self._metadata()
+        except TransportError as exc:
+            raise BrokerUnreachable(
+                f"No Kafka broker answered at {self.bootstrap_servers} within "
+                f"{self.connect_timeout_s:g}s ({exc}). Is Kafka running there? Set the "
+                f"address with --broker or FLUVIAL_BROKER (e.g. kafka://localhost:9092)."
+            ) from exc
+
+    async def stop(self) -> None:
+        self._admin = None
+
+    # -- clients -------------------------------------------------------------------
+    def create_producer(self, **config: Any) -> KafkaProducer:
+        return KafkaProducer(self.client_config(**config))
+
+    def create_consumer(
+        self,
+        group_id: str | None,
+        *,
+        auto_offset_reset: str = "earliest",
+        client_id: str = "fluvial",
+        isolation_level: str = "read_uncommitted",
+        **config: Any,
+    ) -> KafkaConsumer:
+        """A consumer of ``group_id`` (``None``: manual ``assign()`` only).
+
+        ``config`` may also carry the consumer's named options ``batch_size``,
+        ``max_pending_batches`` and ``request_timeout_s``.
+        """
+        named = {
+            k: config.pop(k)
+            for k in ("batch_size", "max_pending_batches", "request_timeout_s")
+            if k in config
+        }
+        cfg = self.client_config(
+            **{
+                "auto.offset.reset": auto_offset_reset,
+                "client.id": client_id,
+                "isolation.level": isolation_level,
+            }
+        )
+        cfg.update(config)
+        return KafkaConsumer(cfg, group_id=group_id, **named)
+
+    # -- topics --------------------------------------------------------------------
+    async def create_topics(self, specs: Sequence[TopicSpec]) -> None:
+        """Create missing topics; existing ones are checked, not altered."""
+        if not specs:
+            return
+        existing = await self.partition_counts(s.name for s in specs)
+        missing = [s for s in specs if existing.get(s.name) is None]
+        if missing:
+            await self._create(missing, existing)
+        mismatches = [
+            (s, have)
+            for s in specs
+            if (have := existing.get(s.name)) is not None and have != s.partitions
+        ]
+        if mismatches:
+            lines = [
+                f"topic {s.name!r} has {have} partitions but the app needs {s.partitions}"
+                for s, have in mismatches
+            ]
+            raise PartitionCountMismatch(
+                "Existing topics do not match their declaration: "
+                + "; ".join(lines)
+                + ". Delete and recreate the topics (their data is lost), or declare them with "
+                "partitions= equal to the existing count (and the same for co-partitioned topics)."
+            )
+
+    async def _create(self, specs: Sequence[TopicSpec], counts: dict[str, int | None]) -> None:
+        new = [
+            NewTopic(
+                s.name,
+                num_partitions=s.partitions,
+                replication_factor=s.replicas,
+                config={k: str(v) for k, v in s.config.items()},
+            )
+            for s in specs
+        ]
+        futures = self._admin_client().create_topics(
+            new, operation_timeout=self.connect_timeout_s, request_timeout=self.connect_timeout_s
+        )
+        errors: list[str] = []
+        raced: list[str] = []
+        for spec in specs:
+            try:
+                await asyncio.wrap_future(futures[spec.name])
+                counts[spec.name] = spec.partitions
+            except KafkaException as exc:
+                err = exc.args[0] if exc.args else None
+                if isinstance(err, KafkaError) and err.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                    raced.append(spec.name)  # created concurrently: check it like the others
+                else:
+                    errors.append(f"{spec.name!r}: {describe_error(exc)}")
+        if errors:
+            raise TransportError("Could not create topics: " + "; ".join(errors))
+        if raced:
+            counts.update(await self.partition_counts(raced))
+
+    async def partition_counts(self, topics: Iterable[str]) -> dict[str, int | None]:
+        """Partition count per topic, ``None`` where the topic does not exist."""
+        wanted = list(topics)
+        metadata = await self._metadata()
+        counts: dict[str, int | None] = {}
+        for name in wanted:
+            topic = metadata.topics.get(name)
+            if topic is None or topic.error is not None:
+                counts[name] = None
+            else:
+                counts[name] = len(topic.partitions)
+        return counts
+
+    # -- admin client ----------------------------------------------------------------
+    def _admin_client(self) -> AdminClient:
+        if self._admin is None:
+            cfg = self.client_config()
+            cfg["error_cb"] = self._on_admin_error
+            self._admin = AdminClient(cfg)
+        return self._admin
+
+    def _on_admin_error(self, err: KafkaError) -> None:
+        self._last_error = err
+
+    async def _metadata(self) -> Any:
+        """Cluster metadata (all topics: asking for one name could auto-create it)."""
+        admin = self._admin_client()
+        timeout = self.connect_timeout_s
+        loop = asyncio.get_running_loop()
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            try:
+                return await loop.run_in_executor(pool, lambda: admin.list_topics(timeout=timeout))
+            except KafkaException as exc:
+                detail = describe_error(exc)
+                if self._last_error is not None:
+                    detail += f"; last connection error: {self._last_error.str()}"
+                raise TransportError(detail) from exc
+            finally:
+                admin.poll(0)  # serves queued log lines to Python logging

@@ -1,0 +1,202 @@
+"""Agents on both transports: processing, commits, replies, sinks, crashes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+import fluvial as faust
+from fluvial.exceptions import WorkerStopped
+from fluvial.types import TP
+
+from .conftest import eventually
+
+
+class Order(faust.Record, serializer="json"):
+    account_id: str
+    amount: int
+
+
+def make_app(name: str, broker_url: str, **settings: Any) -> faust.App:
+    settings.setdefault("topic_partitions", 4)
+    settings.setdefault("broker_commit_interval", 0.2)
+    return faust.App(name, broker=broker_url, **settings)
+
+
+async def committed(app: faust.App, topic: str, partitions: int) -> dict[int, int | None]:
+    consumer = app.transport.create_consumer(app.conf.id)
+    await consumer.start()
+    try:
+        offsets = await consumer.committed([TP(topic, p) for p in range(partitions)])
+    finally:
+        await consumer.stop()
+    return {tp.partition: off for tp, off in offsets.items()}
+
+
+async def test_agent_processes_every_event_and_commits(
+    broker_url: str, unique: Callable[[str], str]
+) -> None:
+    app = make_app(unique("app"), broker_url)
+    topic = app.topic(unique("orders"), value_type=Order, partitions=4)
+    seen: list[Order] = []
+
+    @app.agent(topic)
+    async def process(orders: faust.Stream[Order]) -> None:
+        async for order in orders:
+            seen.append(order)
+
+    async with app.running():
+        for i in range(200):
+            await topic.send(key=f"k{i}".encode(), value=Order(account_id=f"a{i % 7}", amount=i))
+        await eventually(lambda: len(seen) == 200, message="200 orders")
+        await app.conductor.checkpoint()
+    assert sorted(o.amount for o in seen) == list(range(200))
+    assert all(isinstance(o, Order) for o in seen)
+    offsets = await committed(app, topic.get_topic_name(), 4)
+    assert sum(o or 0 for o in offsets.values()) == 200
+
+
+async def test_yield_replies_go_to_sink_and_ask(
+    broker_url: str, unique: Callable[[str], str]
+) -> None:
+    app = make_app(unique("app"), broker_url)
+    results: list[int] = []
+
+    @app.agent(unique("doubles"))
+    async def collect(values: faust.Stream[int]) -> None:
+        async for value in values:
+            results.append(value)
+
+    @app.agent(unique("numbers"), sink=[collect])
+    async def double(values: faust.Stream[int]) -> Any:
+        async for value in values:
+            yield value * 2
+
+    async with app.running():
+        for i in range(5):
+            await double.send(value=i)
+        await eventually(lambda: len(results) == 5, message="5 replies in the sink")
+        assert sorted(results) == [0, 2, 4, 6, 8]
+        assert await double.ask(21) == 42
+        assert await double.join([1, 2, 3]) == [2, 4, 6]
+        assert [r async for r in double.map([5, 6])] == [10, 12]
+
+
+async def test_commit_waits_for_every_stream(broker_url: str,
+                                             unique: Callable[[str], str]) -> None:
+    """A message is committed only once every stream that received it processed it."""
+    app = make_app(unique("app"), broker_url)
+    topic = app.topic(unique("events"), value_type=int, partitions=1)
+    gate = asyncio.Event()
+    fast: list[int] = []
+    slow: list[int] = []
+
+    @app.agent(topic)
+    async def quick(values: faust.Stream[int]) -> None:
+        async for value in values:
+            fast.append(value)
+
+    @app.agent(topic)
+    async def blocked(values: faust.Stream[int]) -> None:
+        async for value in values:
+            if value == 5:
+                await gate.wait()
+            slow.append(value)
+
+    async with app.running():
+        for i in range(10):
+            await topic.send(value=i, partition=0)
+        await eventually(lambda: len(fast) == 10 and len(slow) == 5, message="fast done")
+        await app.conductor.checkpoint()
+        assert (await committed(app, topic.get_topic_name(), 1))[0] == 5
+        gate.set()
+        await eventually(lambda: len(slow) == 10, message="slow done")
+        await app.conductor.checkpoint()
+        assert (await committed(app, topic.get_topic_name(), 1))[0] == 10
+
+
+async def test_concurrency_processes_all(broker_url: str, unique: Callable[[str], str]) -> None:
+    app = make_app(unique("app"), broker_url)
+    topic = app.topic(unique("work"), value_type=int, partitions=2)
+    done: list[int] = []
+    active = 0
+    peak = 0
+
+    @app.agent(topic, concurrency=3)
+    async def worker(values: faust.Stream[int]) -> None:
+        nonlocal active, peak
+        async for value in values:
+            active += 1
+            peak = max(peak, active)
+            await asyncio.sleep(0.001)
+            active -= 1
+            done.append(value)
+
+    async with app.running():
+        for i in range(60):
+            await topic.send(value=i)
+        await eventually(lambda: len(done) == 60, message="60 items")
+        await app.conductor.checkpoint()
+    assert sorted(done) == list(range(60))
+    assert peak > 1
+    offsets = await committed(app, topic.get_topic_name(), 2)
+    assert sum(o or 0 for o in offsets.values()) == 60
+
+
+async def test_crashing_agent_restarts_and_commits_go_on(
+    broker_url: str, unique: Callable[[str], str], caplog: pytest.LogCaptureFixture
+) -> None:
+    app = make_app(unique("app"), broker_url)
+    topic = app.topic(unique("crashy"), value_type=int, partitions=1)
+    seen: list[int] = []
+
+    @app.agent(topic)
+    async def fragile(values: faust.Stream[int]) -> None:
+        async for value in values:
+            if value == 3:
+                raise ValueError("bad value 3")
+            seen.append(value)
+
+    with caplog.at_level(logging.ERROR):
+        async with app.running():
+            for i in range(6):
+                await topic.send(value=i, partition=0)
+            await eventually(lambda: len(seen) == 5, message="events after the crash")
+            await app.conductor.checkpoint()
+            assert (await committed(app, topic.get_topic_name(), 1))[0] == 6
+    assert seen == [0, 1, 2, 4, 5]
+    assert fragile.crashes == 1
+    crash_logs = [r for r in caplog.records if "crashed" in r.getMessage()]
+    assert crash_logs and crash_logs[0].exc_info is not None
+    assert "@3" in crash_logs[0].getMessage()
+
+
+async def test_crash_with_stop_strategy_stops_the_worker(
+    broker_url: str, unique: Callable[[str], str]
+) -> None:
+    app = make_app(unique("app"), broker_url)
+    topic = app.topic(unique("fatal"), value_type=int, partitions=1)
+
+    @app.agent(topic, supervisor_strategy="stop")
+    async def fatal(values: faust.Stream[int]) -> None:
+        async for value in values:
+            raise RuntimeError(f"cannot handle {value}")
+
+    async with app.running():
+        await topic.send(value=1)
+        with pytest.raises(WorkerStopped, match="cannot handle 1"):
+            await asyncio.wait_for(app.wait_stopped(), 30)
+
+
+async def test_isolated_partitions_rejected_with_concurrency() -> None:
+    app = faust.App("x", broker="memory://")
+    with pytest.raises(faust.exceptions.ImproperlyConfigured):
+
+        @app.agent(app.topic("t"), concurrency=2, isolated_partitions=True)
+        async def agent(stream: faust.Stream[Any]) -> None:  # pragma: no cover
+            async for _ in stream:
+                pass
