@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from .types import TP
 
 if TYPE_CHECKING:
+    from .clock import Clock
     from .events import Event
 
 __all__ = ["EventBuffer"]
@@ -91,15 +92,17 @@ class EventBuffer:
                     self._wake(1)
                 raise
 
-    async def wait_for_event(self, timeout: float) -> bool:
-        """Wait until an event is available or ``timeout`` passes; True if one is."""
+    async def wait_for_event(self, timeout: float, clock: Clock) -> bool:
+        """Wait until an event is available or ``timeout`` passes on ``clock``."""
         if self.items or self.error is not None:
             return True
         fut = asyncio.get_running_loop().create_future()
         self._waiters.append(fut)
+        timer = asyncio.ensure_future(clock.sleep(timeout))
         try:
-            await asyncio.wait_for(asyncio.shield(fut), timeout)
-        except TimeoutError:
+            await asyncio.wait((fut, timer), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            timer.cancel()
             fut.cancel()
         return bool(self.items) or self.error is not None
 

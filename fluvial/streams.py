@@ -223,7 +223,7 @@ class Stream(Generic[T]):
                             event = await buffer.get()
                         else:
                             remaining = deadline - clock.monotonic()
-                            if remaining <= 0 or not await buffer.wait_for_event(remaining):
+                            if remaining <= 0 or not await buffer.wait_for_event(remaining, clock):
                                 break
                             continue
                     else:

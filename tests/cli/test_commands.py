@@ -102,7 +102,9 @@ def test_send_with_value_type_builds_the_model(invoke: Invoke, memory_url: str) 
     [value] = values(memory_url, "orders")
     assert value["id"] == "b2"
     assert value["amount"] == 0  # the model's default: the value went through CliOrder
-    bad = invoke("send", "orders", '{"amount": 1}', "-V", "CliOrder", app=new_app(broker=memory_url))
+    bad = invoke(
+        "send", "orders", '{"amount": 1}', "-V", "CliOrder", app=new_app(broker=memory_url)
+    )
     assert bad.exit_code == 2
     assert "cannot decode" in bad.output
 

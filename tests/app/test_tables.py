@@ -1,0 +1,111 @@
+"""Tables: group_by + counting, changelogs, restore on restart, misuse errors."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+import fluvial as faust
+from fluvial.exceptions import TableError
+from fluvial.transport.partitioner import partition_for_key
+
+from .conftest import eventually
+
+
+class Order(faust.Record, serializer="json"):
+    account_id: str
+    product_id: str
+    amount: int
+    price: float
+
+
+def build(name: str, topic_name: str, broker_url: str) -> tuple[faust.App, Any, Any, list[str]]:
+    app = faust.App(name, broker=broker_url, topic_partitions=4, broker_commit_interval=0.2)
+    topic = app.topic(topic_name, value_type=Order, partitions=3)
+    counts = app.Table("order_count", default=int)
+    seen: list[str] = []
+
+    @app.agent(topic)
+    async def process(orders: faust.Stream[Order]) -> None:
+        async for order in orders.group_by(Order.account_id):
+            counts[order.account_id] += 1
+            seen.append(order.account_id)
+
+    return app, topic, counts, seen
+
+
+async def test_group_by_counts_and_restore_after_restart(
+    broker_url: str, unique: Callable[[str], str]
+) -> None:
+    name, topic_name = unique("counter"), unique("orders")
+    accounts = [f"acct-{i % 13}" for i in range(300)]
+    expected = Counter(accounts)
+
+    app, topic, counts, seen = build(name, topic_name, broker_url)
+    async with app.running():
+        for i, account in enumerate(accounts):
+            await topic.send(value=Order(account_id=account, product_id=f"p{i}", amount=1,
+                                         price=1.5))
+        await eventually(lambda: len(seen) == len(accounts), message="all orders counted")
+        assert dict(counts.items()) == dict(expected)
+        # Each key lives in the partition its key hashes to (murmur2, as Kafka's
+        # partitioner): the repartitioned stream and the table are co-partitioned.
+        for partition in range(4):
+            for key in counts.partition_data(partition) or {}:
+                assert partition_for_key(key.encode(), 4) == partition
+    # A new worker of the same app restores the table from its changelog.
+    app2, topic2, counts2, seen2 = build(name, topic_name, broker_url)
+    async with app2.running():
+        await eventually(lambda: dict(counts2.items()) == dict(expected),
+                         message="table restored from the changelog")
+        assert seen2 == []  # nothing was re-processed: offsets were committed
+        await topic2.send(value=Order(account_id="acct-0", product_id="x", amount=1, price=1.0))
+        await eventually(lambda: counts2["acct-0"] == expected["acct-0"] + 1,
+                         message="new event counted on top of the restored value")
+
+
+async def test_changelog_uses_faust_encoding(broker_url: str,
+                                             unique: Callable[[str], str]) -> None:
+    """Keys and values of the changelog are JSON, as Faust writes them."""
+    from fluvial.types import TP
+
+    app, topic, counts, seen = build(unique("enc"), unique("orders"), broker_url)
+    async with app.running():
+        await topic.send(value=Order(account_id="alice", product_id="p", amount=1, price=1.0))
+        await eventually(lambda: len(seen) == 1, message="one order")
+        await app.conductor.checkpoint()
+        changelog = counts.changelog_topic_name
+        assert changelog == f"{app.conf.id}-order_count-changelog"
+        consumer = app.transport.create_consumer(None)
+        await consumer.start()
+        try:
+            consumer.assign({TP(changelog, p): 0 for p in range(4)})
+            messages: list[Any] = []
+            for _ in range(50):
+                messages += await consumer.getmany(100, 0.2)
+                if messages:
+                    break
+        finally:
+            await consumer.stop()
+    assert [(m.key, m.value) for m in messages] == [(b'"alice"', b"1")]
+
+
+async def test_write_outside_stream_is_a_clear_error() -> None:
+    app = faust.App("tables-misuse", broker="memory://")
+    table = app.Table("t", default=int)
+    with pytest.raises(TableError, match="outside of a stream"):
+        table["k"] = 1
+    assert table["missing"] == 0  # reads are allowed anywhere
+
+
+async def test_use_partitioner_allows_writes_outside_streams() -> None:
+    app = faust.App("tables-partitioner", broker="memory://", topic_partitions=4)
+    table = app.Table("t", default=int, use_partitioner=True)
+    table["k"] = 5
+    assert table["k"] == 5
+    assert len(table) == 1
+    assert "k" in table
+    assert "t" in table.as_ansitable()
