@@ -50,7 +50,7 @@ async def test_skip_logs_where_and_goes_on(
     broker_url: str, unique: Callable[[str], str], caplog: pytest.LogCaptureFixture
 ) -> None:
     topic_name = unique("readings")
-    app, topic, seen = make(unique("skip"), topic_name, broker_url, "skip")
+    app, _topic, seen = make(unique("skip"), topic_name, broker_url, "skip")
     with caplog.at_level(logging.ERROR):
         async with app.running():
             await produce_raw(app, topic_name, [GOOD, BAD, GOOD])
@@ -64,7 +64,7 @@ async def test_skip_logs_where_and_goes_on(
 
 async def test_dead_letter_keeps_the_bytes(broker_url: str, unique: Callable[[str], str]) -> None:
     topic_name = unique("readings")
-    app, topic, seen = make(unique("dlq"), topic_name, broker_url, "dead_letter")
+    app, _topic, seen = make(unique("dlq"), topic_name, broker_url, "dead_letter")
     dlq = app.conf.dead_letter_topic_name
     async with app.running():
         await produce_raw(app, topic_name, [BAD, GOOD])
@@ -84,14 +84,14 @@ async def test_dead_letter_keeps_the_bytes(broker_url: str, unique: Callable[[st
     assert [m.value for m in dead] == [BAD]
     headers = dict(dead[0].headers)
     assert headers["fluvial-source"] == f"{topic_name}[0]@0".encode()
-    assert b"" != headers["fluvial-error"]
+    assert headers["fluvial-error"] != b""
 
 
 async def test_stop_policy_stops_without_committing_past_it(
     broker_url: str, unique: Callable[[str], str]
 ) -> None:
     topic_name = unique("readings")
-    app, topic, seen = make(unique("stop"), topic_name, broker_url, "stop")
+    app, _topic, _seen = make(unique("stop"), topic_name, broker_url, "stop")
     async with app.running():
         await produce_raw(app, topic_name, [GOOD, BAD, GOOD])
         with pytest.raises(WorkerStopped, match=rf"{topic_name}\[0\]@1"):
