@@ -15,6 +15,7 @@ from ..channels import Channel, Topic
 from ..exceptions import AgentError, ImproperlyConfigured
 from ..streams import Stream
 from ..types import RecordMetadata
+from .isolated import PartitionedBuffers
 from .replies import CORRELATION_ID, REPLY_TO, ReqRepResponse, reply_headers
 
 if TYPE_CHECKING:
@@ -130,11 +131,31 @@ class Agent:
         self._start_on(self.channel)
 
     def _start_on(self, channel: Channel[Any]) -> EventBuffer:
+        if self.isolated_partitions:
+            return self._start_isolated(channel)
         buffer = channel.new_buffer()
         for index in range(self.concurrency):
             task = asyncio.ensure_future(self._supervise(channel, buffer, index))
             self._actors.append(task)
         return buffer
+
+    def _start_isolated(self, channel: Channel[Any]) -> EventBuffer:
+        if not isinstance(channel, Topic):
+            raise ImproperlyConfigured("isolated_partitions needs an agent reading a topic")
+
+        def start_actor(buffer: EventBuffer, partition: int) -> asyncio.Task[None]:
+            task = asyncio.ensure_future(self._supervise(channel, buffer, partition))
+            self._actors.append(task)
+            task.add_done_callback(self._forget_actor)
+            return task
+
+        buffer = PartitionedBuffers(channel.maxsize, channel.topics, start_actor)
+        self.app.conductor.subscribe(channel, buffer)
+        return buffer
+
+    def _forget_actor(self, task: asyncio.Task[None]) -> None:
+        if task in self._actors:
+            self._actors.remove(task)
 
     async def stop(self) -> None:
         actors, self._actors = self._actors, []

@@ -200,3 +200,33 @@ async def test_isolated_partitions_rejected_with_concurrency() -> None:
         async def agent(stream: faust.Stream[Any]) -> None:  # pragma: no cover
             async for _ in stream:
                 pass
+
+
+async def test_isolated_partitions_one_actor_per_partition(
+    broker_url: str, unique: Callable[[str], str]
+) -> None:
+    app = make_app(unique("app"), broker_url)
+    topic = app.topic(unique("isolated"), value_type=int, partitions=3)
+    actor_of: dict[int, set[int]] = {}
+    seen: list[int] = []
+
+    @app.agent(topic, isolated_partitions=True)
+    async def per_partition(values: faust.Stream[int]) -> None:
+        async for value in values:
+            event = faust.current_event()
+            assert event is not None
+            task = asyncio.current_task()
+            actor_of.setdefault(event.message.partition, set()).add(id(task))
+            seen.append(value)
+
+    async with app.running():
+        for i in range(30):
+            await topic.send(value=i, partition=i % 3)
+        await eventually(lambda: len(seen) == 30, message="30 events")
+        await app.conductor.checkpoint()
+    assert sorted(seen) == list(range(30))
+    assert set(actor_of) == {0, 1, 2}
+    assert all(len(tasks) == 1 for tasks in actor_of.values())
+    assert len(set().union(*actor_of.values())) == 3
+    offsets = await committed(app, topic.get_topic_name(), 3)
+    assert offsets == {0: 10, 1: 10, 2: 10}
