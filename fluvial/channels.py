@@ -184,6 +184,7 @@ class Topic(Channel[T]):
         self.key_serializer = schema.key_serializer
         self.value_serializer = schema.value_serializer
         self._encoders: tuple[Any, Any] | None = None
+        self._declared = False
 
     @property
     def label(self) -> str:
@@ -311,6 +312,12 @@ class Topic(Channel[T]):
         """Create the topic if it does not exist (checks the partition count if it does)."""
         if self.app.conf.topic_allow_declare:
             await self.app.transport.create_topics([self.spec(n) for n in self.topics])
+        self._declared = True
+
+    async def maybe_declare(self) -> None:
+        """Declare the topic once per app run."""
+        if not self._declared:
+            await self.declare()
 
     def derive(self, **kwargs: Any) -> Topic[Any]:
         """A copy of this topic with some attributes changed (Faust's ``derive``)."""

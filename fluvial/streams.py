@@ -290,6 +290,7 @@ class Stream(Generic[T]):
         async def forward() -> None:
             send = topic.send_soon
             await self.app.producer_ready()
+            await topic.maybe_declare()
             async for event in source.events():
                 value = event.value
                 new_key = get_key(value)
@@ -306,6 +307,7 @@ class Stream(Generic[T]):
 
         async def forward() -> None:
             await self.app.producer_ready()
+            await target.maybe_declare()
             async for event in source.events():
                 target.send_soon(event.key, event.value, headers=event.headers)
 
