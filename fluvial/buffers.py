@@ -20,8 +20,9 @@ class EventBuffer:
     """Events waiting for one subscriber; several actors may take from it.
 
     The conductor adds whole batches; ``full`` tells it to pause the
-    partitions that feed this buffer, and ``on_drain`` fires once the buffer
-    is back under half its size so they can resume. Nothing is ever dropped.
+    partitions that feed this buffer (``draining``), and ``on_drain`` fires
+    once the buffer is back under half its size so they resume. Nothing is
+    ever dropped.
     """
 
     __slots__ = ("_waiters", "draining", "error", "items", "maxsize", "on_drain", "topics")
@@ -42,6 +43,7 @@ class EventBuffer:
     @property
     def full(self) -> bool:
         return len(self.items) >= self.maxsize
+
 
     def put(self, event: Event) -> None:
         self.items.append(event)
@@ -71,11 +73,15 @@ class EventBuffer:
         if not items:
             return None
         event = items.popleft()
-        if self.draining and len(items) <= self.maxsize // 2:
-            self.draining = False
-            if self.on_drain is not None:
-                self.on_drain(self)
+        if self.draining and len(items) <= self.maxsize >> 1:
+            self.drain()
         return event
+
+    def drain(self) -> None:
+        """The buffer is back under half its size: let the conductor resume its partitions."""
+        self.draining = False
+        if self.on_drain is not None:
+            self.on_drain(self)
 
     async def get(self) -> Event:
         while True:

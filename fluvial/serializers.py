@@ -238,6 +238,22 @@ class Schema:
             ),
         )
 
+    def fast_converters(
+        self, key_default: CodecArg = "raw", value_default: CodecArg = "json"
+    ) -> tuple[Decoder | None, Decoder]:
+        """The bare ``bytes -> key`` / ``bytes -> value`` converters for batch decoding.
+
+        No error translation, no ``None`` handling: the runtime wraps a whole
+        batch in one ``try`` and falls back to :meth:`key_decoder` /
+        :meth:`value_decoder` per message when anything fails. The key
+        converter is ``None`` when keys pass through as they are (raw bytes).
+        """
+        key_codec = get_codec(self.key_serializer or key_default)
+        value_codec = get_codec(self.value_serializer or value_default)
+        key = _payload_converter(self.key_type, key_codec)
+        value = _payload_converter(self.value_type, value_codec)
+        return (None if key is bytes else key), value
+
     def key_encoder(
         self, default_serializer: CodecArg = "raw", *, serializer: CodecArg = None
     ) -> Encoder:

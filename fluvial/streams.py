@@ -156,6 +156,7 @@ class Stream(Generic[T]):
         items = buffer.items
         noack = self._noack
         set_current = _current_event.set
+        low_water = buffer.maxsize >> 1
         try:
             while True:
                 pending = self._pending
@@ -164,8 +165,10 @@ class Stream(Generic[T]):
                     if not noack:
                         message = pending.message
                         message.refcount -= 1
-                if items and buffer.error is None and not buffer.draining:
+                if items:
                     event = items.popleft()
+                    if buffer.draining and len(items) <= low_water:
+                        buffer.drain()
                 else:
                     event = await buffer.get()
                 self._pending = event

@@ -60,6 +60,7 @@ class PartitionedBuffers(EventBuffer):
             buffer.put_many(batch)
             if buffer.full:
                 buffer.draining = True
+                self.draining = True
 
     def _part_drained(self, _: EventBuffer) -> None:
         if self.draining and not self.full:

@@ -27,7 +27,8 @@ logger = logging.getLogger(__name__)
 class Subscription:
     """One :class:`Topic` object reading a topic, with its decoders and buffers."""
 
-    __slots__ = ("buffers", "decode_key", "decode_value", "policy", "topic")
+    __slots__ = ("buffers", "convert_key", "convert_value", "decode_key", "decode_value",
+                 "policy", "topic")
 
     def __init__(self, topic: Topic[Any], app: App) -> None:
         conf = app.conf
@@ -38,6 +39,9 @@ class Subscription:
         )
         self.decode_value: Callable[[bytes | None], Any] = topic.schema.value_decoder(
             default_serializer=conf.value_serializer
+        )
+        self.convert_key, self.convert_value = topic.schema.fast_converters(
+            conf.key_serializer, conf.value_serializer
         )
         self.policy = topic.on_decode_error or conf.decode_error_policy
 
@@ -161,12 +165,16 @@ class Conductor:
 
     def _decode(self, sub: Subscription, batch: list[Message]) -> list[Event]:
         app = self.app
+        ck = sub.convert_key
+        cv = sub.convert_value
+        try:
+            if ck is None:
+                return [Event(app, m.key, cv(m.value), m.headers, m) for m in batch]
+            return [Event(app, ck(m.key), cv(m.value), m.headers, m) for m in batch]
+        except Exception:  # noqa: S110 - decoded again one by one, errors handled there
+            pass
         dk = sub.decode_key
         dv = sub.decode_value
-        try:
-            return [Event(app, dk(m.key), dv(m.value), m.headers, m) for m in batch]
-        except SerializationError:
-            pass
         events = []
         for m in batch:
             try:
