@@ -115,12 +115,15 @@ def _make_decoder(
 def _make_encoder(typ: Any, codec: Codec, what: str) -> Encoder:
     codec_dumps = codec.dumps
     fast_json = codec is JSON_CODEC
+    raw_str = codec is RAW_CODEC
 
     def encode(value: Any) -> bytes | None:
         if value is None:
             return None
         if type(value) is bytes:
             return value
+        if raw_str and type(value) is str:
+            return value.encode()
         try:
             if getattr(value, "__is_model__", False):
                 own = value._options.serializer

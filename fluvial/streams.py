@@ -103,8 +103,13 @@ class Stream(Generic[T]):
         if not task.cancelled() and task.exception() is not None:
             self.buffer.fail(task.exception())  # type: ignore[arg-type]
 
-    async def events(self) -> AsyncIterator[Event]:
+    def events(self) -> AsyncIterator[Event]:
         """Iterate over events (key, value, headers and the message)."""
+        if not self._steps and not self._companions:
+            return self._fast_events()
+        return self._events()
+
+    async def _events(self) -> AsyncIterator[Event]:
         buffer = self.buffer
         items = buffer.items
         steps = self._steps
@@ -150,8 +155,35 @@ class Stream(Generic[T]):
         event.value = value
         return True
 
+    async def _fast_events(self) -> AsyncIterator[Event]:
+        """The hot path for events: no steps, no companions (see ``_fast_values``)."""
+        buffer = self.buffer
+        items = buffer.items
+        noack = self._noack
+        set_current = _current_event.set
+        low_water = buffer.maxsize >> 1
+        while True:
+            pending = self._pending
+            if pending is not None:
+                self._pending = None
+                if not noack:
+                    pending.message.refcount -= 1
+            if items:
+                event = items.popleft()
+                if buffer.draining and len(items) <= low_water:
+                    buffer.drain()
+            else:
+                event = await buffer.get()
+            self._pending = event
+            self.current_event = event
+            set_current(event)
+            yield event
+
     async def _fast_values(self) -> AsyncIterator[T]:
-        """The hot path: no steps, no companions — one generator per stream."""
+        """The hot path: no steps, no companions — one generator per stream.
+
+        Kept apart from ``_fast_events`` so plain iteration costs one generator.
+        """
         buffer = self.buffer
         items = buffer.items
         noack = self._noack
@@ -288,18 +320,33 @@ class Stream(Generic[T]):
             internal=True,
         )
         get_key = _key_function(key)
+        key_is_async = _is_async(get_key)
         source = self
+        # The value is forwarded untouched: reuse its bytes unless a step may have
+        # changed it or the repartition topic encodes values differently.
+        reuse_bytes = topic.schema is self.channel.schema and not any(
+            kind == "map" for kind, _, _ in self._steps
+        )
 
         async def forward() -> None:
-            send = topic.send_soon
-            await self.app.producer_ready()
+            app = self.app
+            await app.producer_ready()
             await topic.maybe_declare()
+            produce = app.producer.send_soon
+            name = topic.get_topic_name()
+            encode_key = topic.schema.key_encoder(app.conf.key_serializer)
+            encode_value = topic.schema.value_encoder(app.conf.value_serializer)
             async for event in source.events():
                 value = event.value
-                new_key = get_key(value)
-                if inspect.isawaitable(new_key):
-                    new_key = await new_key
-                send(new_key, value, headers=event.headers, timestamp=event.message.timestamp)
+                new_key = await get_key(value) if key_is_async else get_key(value)
+                message = event.message
+                produce(
+                    name,
+                    encode_key(new_key),
+                    message.value if reuse_bytes else encode_value(value),
+                    headers=message.headers,
+                    timestamp=message.timestamp,
+                )
 
         return topic.stream(companions=(forward,))
 
@@ -340,6 +387,9 @@ def _is_async(fun: Callable[..., Any]) -> bool:
 
 
 def _key_function(key: Any) -> Callable[[Any], Any]:
+    fast = getattr(key, "getter", None)
+    if fast is not None:
+        return fast()  # type: ignore[no-any-return]
     getter = getattr(key, "getattr", None)
     if getter is not None:
         return getter  # type: ignore[no-any-return]

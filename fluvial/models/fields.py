@@ -11,6 +11,7 @@ lookup; only class access (``Order.account_id``) reaches the descriptor.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from decimal import Decimal
@@ -146,6 +147,10 @@ class FieldDescriptor(Generic[T]):
         for name in self._path():
             obj = getattr(obj, name)
         return cast(T, obj)
+
+    def getter(self) -> Callable[[Any], T]:
+        """A fast key function for this field (``operator.attrgetter`` on its path)."""
+        return operator.attrgetter(".".join(self._path()))
 
     def __call__(self, obj: Any) -> T:
         return self.getattr(obj)

@@ -171,7 +171,7 @@ class Conductor:
             if ck is None:
                 return [Event(app, m.key, cv(m.value), m.headers, m) for m in batch]
             return [Event(app, ck(m.key), cv(m.value), m.headers, m) for m in batch]
-        except Exception:  # noqa: S110 - decoded again one by one, errors handled there
+        except Exception:
             pass
         dk = sub.decode_key
         dv = sub.decode_value
