@@ -35,7 +35,7 @@ async def wait_for_lines(path: Path, n: int, proc: subprocess.Popen[str]) -> Non
         if len(lines(path)) >= n:
             return
         if proc.poll() is not None:
-            out, err = proc.communicate()
+            _, err = proc.communicate()
             raise AssertionError(f"worker exited {proc.returncode}:\n{err[-3000:]}")
         await asyncio.sleep(0.1)
     raise AssertionError(f"only {len(lines(path))} of {n} values processed")
