@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import msgspec
-from confluent_kafka import KafkaException, Producer
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
@@ -91,3 +91,21 @@ def delete_topic(bootstrap: str, name: str) -> None:
         admin.delete_topics([name])[name].result(timeout=30)
     except KafkaException:
         pass  # best effort: a leftover topic only costs disk
+
+
+def committed_events(bootstrap: str, group: str, topic: str) -> int | None:
+    """Sum of ``group``'s committed offsets on ``topic``: how far a run got, seen from outside.
+
+    Used when a run times out, to tell a stall at some offset from a slow crawl.
+    Commits lag processing by up to one commit interval. None if nothing is committed.
+    """
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "log_level": 4})
+    try:
+        parts = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        committed = consumer.committed(parts, timeout=10)
+    except KafkaException:
+        return None
+    finally:
+        consumer.close()
+    offsets = [tp.offset for tp in committed if tp.offset >= 0]
+    return sum(offsets) if offsets else None

@@ -49,8 +49,8 @@ DEFAULT_EVENTS: dict[tuple[str, str], int] = {
     ("fluvial", "table"): 300_000,
     ("faust", "plain"): 100_000,
     ("faust", "table"): 30_000,
-    ("quix", "plain"): 200_000,
-    ("quix", "table"): 50_000,
+    ("quix", "plain"): 300_000,
+    ("quix", "table"): 100_000,
 }
 STORES = {"fluvial": "memory://", "faust": "memory://", "quix": "RocksDB (Quix default)"}
 
@@ -146,6 +146,12 @@ def _one(
         console.print(f"{name}: [bold]{result.events_per_s:,.0f} events/s[/] "
                       f"(startup {result.startup_s:.1f} s) {result.extra or ''}")
     else:
+        if transport == "kafka":
+            done = kafka.committed_events(bootstrap, env["BENCH_APP_ID"], topic)
+            result.extra["committed_events"] = done
+            result.error_tail = (f"source offsets committed by the group: "
+                                 f"{'none' if done is None else f'{done:,}'} of {events:,}\n"
+                                 + result.error_tail)
         console.print(f"[red]{name}: {result.status}[/] (log: .bench/logs/{run_id}-{name}.log)")
     if transport == "kafka":
         kafka.delete_topic(bootstrap, topic)
