@@ -1,37 +1,38 @@
-"""The Kafka consumer: one thread calls librdkafka's ``consume()``, the loop reads batches.
+"""The Kafka consumer: one thread owns the librdkafka consumer, the loop reads batches.
 
 Threading model (DESIGN §3):
 
-* The *consumer thread* owns every call that changes what librdkafka fetches
-  (``subscribe``, ``assign``, ``seek``, ``pause``, ``resume``, ``close``): the
-  loop enqueues them as commands, run between two ``consume()`` calls, so their
-  order relative to fetched batches is known (see "generations" below).
+* confluent-kafka serializes concurrent calls on one ``Consumer`` (since 2.x):
+  a call from another thread waits until ``consume()`` returns, and can starve.
+  So the *consumer thread* makes every call on the handle. The loop enqueues
+  state changes (subscribe, assign, seek, pause, resume), run between two
+  ``consume()`` calls, and requests (commit, committed, watermarks) whose
+  results come back as futures.
 * Fetched batches are converted to :class:`~fluvial.types.Message` on the
   thread and handed to the loop whole with ``call_soon_threadsafe``. At most
-  ``max_pending_batches`` handed-off batches may be unread; then the thread waits.
-* Rebalance callbacks run inside ``consume()`` on the thread; they block on the
-  loop (``run_coroutine_threadsafe(...).result()``) so the application's
-  revoke/assign handling completes before librdkafka proceeds.
-* Blocking requests (commit, committed, watermarks) run on a one-thread
-  executor, so they work while the consumer thread waits in a rebalance callback.
+  ``max_pending_batches`` handed-off batches may be unread; then the thread
+  waits (and, like any Kafka consumer that is not polled, is removed from the
+  group after ``max.poll.interval.ms``: pause partitions for back-pressure).
+* Rebalance callbacks run inside ``consume()`` on the thread and block on the
+  loop (``run_coroutine_threadsafe``) so the application's revoke/assign
+  handling completes before librdkafka proceeds. While waiting, the thread
+  keeps serving requests, so ``await consumer.commit(...)`` works in ``on_revoke``.
 
 Generations: ``assign()`` and ``seek()`` bump a counter; each batch carries the
 counter value of the last command the thread ran before fetching it. A batch
 fetched before an ``assign`` is dropped whole, and messages fetched before a
-``seek`` of their partition are dropped, because librdkafka re-fetches from the
-new position.
+``seek`` of their partition are dropped: librdkafka re-fetches from the new
+position.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
 import threading
 import uuid
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, TypeVar
 
@@ -40,6 +41,7 @@ from confluent_kafka import Message as RawMessage
 
 from ...exceptions import CommitError, TransportError
 from ...types import TP, Message, RebalanceCallback
+from ._buffer import FetchBuffer
 from ._config import describe_error
 
 __all__ = ["CONSUMER_DEFAULTS", "KafkaConsumer"]
@@ -55,8 +57,8 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
     "enable.auto.commit": False,
     "enable.auto.offset.store": False,
     "enable.partition.eof": False,
-    # Throughput: large fetches, a deep prefetch queue, but a short broker wait
-    # so a trickle of messages is not delayed.
+    # Throughput: large fetches and a deep prefetch queue, but a short broker
+    # wait so that a trickle of messages is not delayed.
     "fetch.wait.max.ms": 100,
     "max.partition.fetch.bytes": 4 * 1024 * 1024,
     "queued.min.messages": 200_000,
@@ -64,20 +66,18 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
 }
 
 #: How long the thread blocks in one ``consume()`` when nothing is queued; it
-#: bounds the delay of commands (assign, seek, stop) issued while idle.
-_BLOCK_S = 0.1
-# librdkafka reports these as messages; they are not failures of the consumer.
+#: bounds the delay of commands and requests issued while the consumer is idle.
+_BLOCK_S = 0.05
+# Reported as messages by librdkafka, also briefly right after a topic is created.
 _UNKNOWN_TOPIC_CODES = frozenset(
-    {
-        KafkaError.UNKNOWN_TOPIC_OR_PART,
-        KafkaError._UNKNOWN_TOPIC,
-        KafkaError._UNKNOWN_PARTITION,
-    }
+    {KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC, KafkaError._UNKNOWN_PARTITION}
 )
+
+_Request = tuple[Callable[[], Any], "asyncio.Future[Any]"]
 
 
 def _convert(raws: list[RawMessage]) -> tuple[list[Message], list[KafkaError]]:
-    """confluent-kafka messages -> fluvial Messages; the per-event hot loop."""
+    """confluent-kafka messages -> fluvial Messages: the per-event hot loop."""
     out: list[Message] = []
     errors: list[KafkaError] = []
     append = out.append
@@ -102,10 +102,8 @@ def _convert(raws: list[RawMessage]) -> tuple[list[Message], list[KafkaError]]:
     return out, errors
 
 
-def _tps(tps: Iterable[TP], offset: int | None = None) -> list[TopicPartition]:
-    if offset is None:
-        return [TopicPartition(t, p) for t, p in tps]
-    return [TopicPartition(t, p, offset) for t, p in tps]
+def _parts(tps: Iterable[TP]) -> list[TopicPartition]:
+    return [TopicPartition(t, p) for t, p in tps]
 
 
 class KafkaConsumer:
@@ -131,15 +129,11 @@ class KafkaConsumer:
         self._batch_size = batch_size
         self._max_pending = max_pending_batches
         self._timeout_s = request_timeout_s
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="fluvial-kafka-consumer-req")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._on_assign_cb: RebalanceCallback | None = None
         self._on_revoke_cb: RebalanceCallback | None = None
         # Loop side.
-        self._batches: deque[list[Message]] = deque()
-        self._pos = 0  # messages of _batches[0] already returned
-        self._held: dict[TP, list[Message]] = {}  # buffered messages of paused partitions
-        self._paused: set[TP] = set()
+        self._buffer = FetchBuffer(self._release)
         self._assigned: set[TP] = set()
         self._errors: deque[BaseException] = deque()
         self._dead: BaseException | None = None
@@ -149,16 +143,19 @@ class KafkaConsumer:
         self._seek_gens: dict[TP, int] = {}
         self._closed: asyncio.Future[None] | None = None
         self._stop_called = False
-        # Shared with the consumer thread.
-        self._commands: deque[tuple[int, Callable[[], None]]] = deque()
+        # Shared with the consumer thread (guarded by _cond).
         self._cond = threading.Condition()
+        self._commands: deque[tuple[int, Callable[[], None]]] = deque()
+        self._requests: deque[_Request] = deque()
         self._pending = 0  # handed-off batches not yet fully read
         self._stopping = False
+        self._finished = False
         self._thread: threading.Thread | None = None
+        self._thread_gen = 0  # consumer thread only
 
     @property
     def client(self) -> Consumer:
-        """The underlying confluent-kafka consumer (e.g. for ``consumer_group_metadata``)."""
+        """The confluent-kafka consumer; call it only from the consumer's callbacks."""
         return self._consumer
 
     # -- lifetime --------------------------------------------------------------
@@ -182,13 +179,13 @@ class KafkaConsumer:
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
-        if self._closed is None:  # never started: nothing fetched, no callbacks to serve
-            await asyncio.get_running_loop().run_in_executor(self._executor, self._consumer.close)
+        if self._closed is None:  # never started: no other thread uses the handle
+            await asyncio.get_running_loop().run_in_executor(None, self._consumer.close)
+            self._finished = True
         else:
             await asyncio.shield(self._closed)
-        self._executor.shutdown(wait=False)
 
-    # -- group membership and assignment ----------------------------------------
+    # -- group membership and assignment (state commands) ------------------------
     def subscribe(
         self,
         topics: Iterable[str],
@@ -214,8 +211,8 @@ class KafkaConsumer:
         """Read exactly these partitions from these offsets (no group)."""
         self._gen += 1
         self._assign_gen = self._gen
-        self._drop_all()
-        self._paused.clear()
+        self._seek_gens.clear()
+        self._buffer.clear()
         self._assigned = set(offsets)
         parts = [TopicPartition(t, p, off) for (t, p), off in offsets.items()]
         self._command(partial(self._consumer.assign, parts))
@@ -224,27 +221,27 @@ class KafkaConsumer:
         return set(self._assigned)
 
     def seek(self, tp: TP, offset: int) -> None:
+        tp = TP(*tp)
         self._gen += 1
         self._seek_gens[tp] = self._gen
-        self._drop({tp})
-        self._command(partial(self._consumer.seek, TopicPartition(tp[0], tp[1], offset)))
+        self._buffer.drop({tp})
+        self._command(partial(self._consumer.seek, TopicPartition(tp.topic, tp.partition, offset)))
 
     def pause(self, tps: Iterable[TP]) -> None:
-        new = set(tps) - self._paused
+        new = {TP(*tp) for tp in tps} - self._buffer.paused
         if new:
-            self._paused |= new
-            self._command(partial(self._consumer.pause, _tps(new)))
+            self._buffer.pause(new)
+            self._command(partial(self._consumer.pause, _parts(new)))
 
     def resume(self, tps: Iterable[TP]) -> None:
-        resumed = self._paused & set(tps)
+        resumed = self._buffer.paused.intersection(TP(*tp) for tp in tps)
         if not resumed:
             return
-        self._paused -= resumed
-        self._command(partial(self._consumer.resume, _tps(resumed)))
-        held = [m for tp in resumed for m in self._held.pop(tp, ())]
-        if held:
-            held.sort(key=lambda m: m.offset)  # keeps per-partition order
-            self._push_front(held)
+        if self._buffer.resume(resumed):
+            with self._cond:
+                self._pending += 1  # the held messages came back as one batch
+            self._ready.set()
+        self._command(partial(self._consumer.resume, _parts(resumed)))
 
     def _command(self, fn: Callable[[], None]) -> None:
         with self._cond:
@@ -255,99 +252,27 @@ class KafkaConsumer:
     async def getmany(self, max_records: int, timeout: float) -> list[Message]:
         """Return up to ``max_records`` messages, waiting at most ``timeout`` seconds."""
         self._raise_pending()
-        if not self._batches and timeout > 0:
+        if not self._buffer and timeout > 0:
             self._ready.clear()
             try:
                 await asyncio.wait_for(self._ready.wait(), timeout)
             except asyncio.TimeoutError:
                 pass
             self._raise_pending()
-        return self._take(max_records)
+        return self._buffer.take(max_records)
 
     def _raise_pending(self) -> None:
         if self._errors:
             raise self._errors.popleft()
         if self._dead is not None:
-            raise TransportError(f"The Kafka consumer thread died: {self._dead}") from self._dead
-
-    def _take(self, max_records: int) -> list[Message]:
-        batches = self._batches
-        released = 0
-        out: list[Message] = []
-        while batches and len(out) < max_records:
-            batch = batches[0]
-            pos = self._pos
-            end = pos + max_records - len(out)
-            chunk = batch if pos == 0 and end >= len(batch) else batch[pos:end]
-            if end >= len(batch):
-                batches.popleft()
-                self._pos = 0
-                released += 1
-            else:
-                self._pos = end
-            if self._paused:
-                chunk = self._hold_paused(chunk)
-            if out:
-                out.extend(chunk)
-            else:
-                out = chunk
-        if released:
-            self._release(released)
-        return out
-
-    def _hold_paused(self, chunk: list[Message]) -> list[Message]:
-        paused = self._paused
-        keep: list[Message] = []
-        for m in chunk:
-            tp = TP(m.topic, m.partition)
-            if tp in paused:
-                self._held.setdefault(tp, []).append(m)
-            else:
-                keep.append(m)
-        return keep
+            raise TransportError(f"The Kafka consumer thread died: {self._dead!r}") from self._dead
 
     def _release(self, n: int) -> None:
         with self._cond:
             self._pending -= n
             self._cond.notify_all()
 
-    def _push_front(self, batch: list[Message]) -> None:
-        if self._pos:
-            self._batches[0] = self._batches[0][self._pos :]
-            self._pos = 0
-        self._batches.appendleft(batch)
-        with self._cond:
-            self._pending += 1
-        self._ready.set()
-
-    def _drop(self, tps: set[TP]) -> None:
-        """Forget buffered messages of ``tps`` (revoked, or re-positioned by seek)."""
-        for tp in tps:
-            self._held.pop(tp, None)
-        if not self._batches:
-            return
-        if self._pos:
-            self._batches[0] = self._batches[0][self._pos :]
-            self._pos = 0
-        kept: deque[list[Message]] = deque()
-        for batch in self._batches:
-            rest = [m for m in batch if TP(m.topic, m.partition) not in tps]
-            if rest:
-                kept.append(rest)
-        released = len(self._batches) - len(kept)
-        self._batches = kept
-        if released:
-            self._release(released)
-
-    def _drop_all(self) -> None:
-        self._held.clear()
-        released = len(self._batches)
-        self._batches.clear()
-        self._pos = 0
-        if released:
-            self._release(released)
-
-    # -- offsets ----------------------------------------------------------------
+    # -- offsets (requests) ------------------------------------------------------
     async def commit(self, offsets: Mapping[TP, int]) -> None:
         """Commit ``offsets`` (the next offset to read) for the group."""
         if self.group_id is None:
@@ -361,8 +286,8 @@ class KafkaConsumer:
             return consumer.commit(offsets=parts, asynchronous=False)
 
         try:
-            result = await self._off_loop(commit_sync)
-        except (KafkaException, RuntimeError) as exc:
+            result = await self._request(commit_sync)
+        except (KafkaException, TransportError, RuntimeError) as exc:
             raise CommitError(
                 f"Committing offsets of group {self.group_id!r} failed: {describe_error(exc)}"
             ) from exc
@@ -372,12 +297,12 @@ class KafkaConsumer:
             raise CommitError(f"Committing offsets of group {self.group_id!r} failed: {detail}")
 
     async def committed(self, tps: Iterable[TP]) -> dict[TP, int | None]:
-        tps = list(tps)
+        tps = [TP(*tp) for tp in tps]
         if self.group_id is None or not tps:
             return dict.fromkeys(tps)
         try:
-            result = await self._off_loop(
-                partial(self._consumer.committed, _tps(tps), timeout=self._timeout_s)
+            result = await self._request(
+                partial(self._consumer.committed, _parts(tps), timeout=self._timeout_s)
             )
         except KafkaException as exc:
             raise TransportError(
@@ -397,47 +322,61 @@ class KafkaConsumer:
 
     async def _watermarks(self, tps: Iterable[TP]) -> dict[TP, tuple[int, int]]:
         consumer, timeout = self._consumer, self._timeout_s
+        wanted = [TP(*tp) for tp in tps]
 
-        def query(tps: list[TP]) -> dict[TP, tuple[int, int]]:
+        def query() -> dict[TP, tuple[int, int]]:
             result: dict[TP, tuple[int, int]] = {}
-            for tp in tps:
-                low, high = consumer.get_watermark_offsets(
-                    TopicPartition(tp[0], tp[1]), timeout=timeout, cached=False
+            for tp in wanted:
+                marks = consumer.get_watermark_offsets(
+                    TopicPartition(tp.topic, tp.partition), timeout=timeout, cached=False
                 )
-                result[TP(tp[0], tp[1])] = (low, high)
+                if marks is None:
+                    raise TransportError(f"No watermark offsets for {tp.topic}[{tp.partition}]")
+                result[tp] = (marks[0], marks[1])
             return result
 
         try:
-            return await self._off_loop(partial(query, list(tps)))
+            return await self._request(query)
         except KafkaException as exc:
             raise TransportError(
                 f"Reading watermark offsets failed: {describe_error(exc)}"
             ) from exc
 
-    async def _off_loop(self, fn: Callable[[], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+    async def _request(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` on the consumer thread (the only thread that may use the handle)."""
+        loop = asyncio.get_running_loop()
+        if self._thread is None:  # not started: no other thread uses the handle yet
+            return await loop.run_in_executor(None, fn)
+        fut: asyncio.Future[T] = loop.create_future()
+        with self._cond:
+            if self._finished:
+                raise TransportError("The Kafka consumer is stopped")
+            self._requests.append((fn, fut))
+            self._cond.notify_all()
+        return await fut
 
     # -- consumer thread ----------------------------------------------------------
     def _run(self) -> None:
         consumer = self._consumer
         loop = self._loop
         assert loop is not None
-        cond, commands = self._cond, self._commands
+        cond = self._cond
         batch_size, max_pending = self._batch_size, self._max_pending
-        gen = 0
         try:
             while True:
                 with cond:
-                    while not self._stopping and not commands and self._pending >= max_pending:
+                    while (
+                        not self._stopping
+                        and not self._commands
+                        and not self._requests
+                        and self._pending >= max_pending
+                    ):
                         cond.wait()
-                    if self._stopping:
-                        break
-                while commands:
-                    gen, command = commands.popleft()
-                    try:
-                        command()
-                    except KafkaException as exc:
-                        self._post_error(TransportError(describe_error(exc)))
+                    stopping = self._stopping
+                self._serve_requests()
+                if stopping:
+                    break
+                self._run_commands()
                 if self._pending >= max_pending:
                     continue
                 raws = consumer.consume(batch_size, 0)
@@ -452,8 +391,7 @@ class KafkaConsumer:
                 if batch:
                     with cond:
                         self._pending += 1
-                if batch or errors:
-                    loop.call_soon_threadsafe(self._receive, batch, gen, errors)
+                loop.call_soon_threadsafe(self._receive, batch, self._thread_gen, errors)
         except BaseException as exc:
             logger.exception("Kafka consumer thread crashed")
             self._post(self._set_dead, exc)
@@ -462,24 +400,95 @@ class KafkaConsumer:
                 consumer.close()  # leaves the group; serves the final revoke
             except Exception:
                 logger.exception("Closing the Kafka consumer failed")
+            with cond:
+                self._finished = True
+                leftover = list(self._requests)
+                self._requests.clear()
+            for _, fut in leftover:
+                self._post(_resolve, fut, None, TransportError("The Kafka consumer is stopped"))
             self._post(self._set_closed)
+
+    def _run_commands(self) -> None:
+        commands = self._commands
+        while commands:
+            with self._cond:
+                gen, command = commands.popleft()
+            try:
+                command()
+            except KafkaException as exc:
+                self._post_error(TransportError(f"Kafka consumer: {describe_error(exc)}"))
+            self._thread_gen = gen
+
+    def _serve_requests(self) -> None:
+        requests = self._requests
+        while requests:
+            with self._cond:
+                fn, fut = requests.popleft()
+            try:
+                result = fn()
+            except BaseException as exc:
+                self._post(_resolve, fut, None, exc)
+            else:
+                self._post(_resolve, fut, result, None)
 
     def _post(self, fn: Callable[..., None], *args: Any) -> None:
         loop = self._loop
         assert loop is not None
         try:
             loop.call_soon_threadsafe(fn, *args)
-        except RuntimeError:  # loop closed: nobody left to tell
+        except RuntimeError:  # the loop is closed: nobody is left to tell
             pass
 
     def _post_error(self, exc: BaseException) -> None:
         self._post(self._add_error, exc)
 
-    # -- on the loop, called from the thread ------------------------------------------
+    # -- on the thread, inside consume() -----------------------------------------------
+    def _rebalance_assign(self, _consumer: Consumer, parts: list[TopicPartition]) -> None:
+        self._on_loop(self._handle_assign({TP(p.topic, p.partition) for p in parts}))
+
+    def _rebalance_revoke(self, _consumer: Consumer, parts: list[TopicPartition]) -> None:
+        self._on_loop(self._handle_revoke({TP(p.topic, p.partition) for p in parts}))
+
+    def _on_loop(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run ``coro`` on the loop and wait for it, serving requests meanwhile."""
+        loop = self._loop
+        assert loop is not None
+        try:
+            fut = asyncio.run_coroutine_threadsafe(coro, loop)
+        except RuntimeError:  # the loop is closed
+            coro.close()
+            return
+        fut.add_done_callback(lambda _: self._wake())
+        while True:
+            self._serve_requests()
+            if fut.done():
+                break
+            with self._cond:
+                if not self._requests and not fut.done():
+                    self._cond.wait(1.0)
+            if loop.is_closed():
+                return
+        exc = fut.exception()
+        if exc is not None:
+            logger.error("Rebalance callback failed: %r", exc)
+            self._post_error(exc)
+
+    def _wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    def _on_client_error(self, err: KafkaError) -> None:
+        if err.fatal():
+            self._post_error(
+                TransportError(f"The Kafka consumer failed fatally: {err.name()}: {err.str()}")
+            )
+        else:
+            logger.warning("Kafka consumer: %s", err.str())
+
+    # -- on the loop, called from the thread ----------------------------------------------
     def _receive(self, batch: list[Message], gen: int, errors: list[KafkaError]) -> None:
         for err in errors:
             if err.code() in _UNKNOWN_TOPIC_CODES:
-                # Also seen briefly right after topic creation; not fatal.
                 logger.warning("Kafka consumer: %s", err.str())
             elif err.code() != KafkaError._PARTITION_EOF:
                 self._add_error(TransportError(f"Kafka consumer error: {err.name()}: {err.str()}"))
@@ -492,7 +501,7 @@ class KafkaConsumer:
             if stale:
                 batch = [m for m in batch if TP(m.topic, m.partition) not in stale]
         if batch:
-            self._batches.append(batch)
+            self._buffer.append(batch)
             self._ready.set()
         else:
             self._release(1)
@@ -516,43 +525,17 @@ class KafkaConsumer:
 
     async def _handle_revoke(self, tps: set[TP]) -> None:
         # Buffered messages of revoked partitions will be fetched by their new owner.
-        self._drop(tps)
+        self._buffer.drop(tps)
+        self._buffer.paused -= tps
         self._assigned -= tps
-        self._paused -= tps
         if self._on_revoke_cb is not None:
             await self._on_revoke_cb(tps)
 
-    # -- on the thread, inside consume() ----------------------------------------------
-    def _rebalance_assign(self, _consumer: Consumer, parts: list[TopicPartition]) -> None:
-        self._on_loop(self._handle_assign({TP(p.topic, p.partition) for p in parts}))
 
-    def _rebalance_revoke(self, _consumer: Consumer, parts: list[TopicPartition]) -> None:
-        self._on_loop(self._handle_revoke({TP(p.topic, p.partition) for p in parts}))
-
-    def _on_loop(self, coro: Coroutine[Any, Any, None]) -> None:
-        """Run ``coro`` on the loop and wait for it: librdkafka proceeds only afterwards."""
-        loop = self._loop
-        assert loop is not None
-        if loop.is_closed():
-            coro.close()
-            return
-        fut = asyncio.run_coroutine_threadsafe(coro, loop)
-        while True:
-            try:
-                fut.result(timeout=1.0)
-                return
-            except concurrent.futures.TimeoutError:
-                if loop.is_closed():
-                    return
-            except BaseException as exc:
-                logger.error("Rebalance callback failed: %r", exc)
-                self._post_error(exc)
-                return
-
-    def _on_client_error(self, err: KafkaError) -> None:
-        if err.fatal():
-            self._post_error(
-                TransportError(f"The Kafka consumer failed fatally: {err.name()}: {err.str()}")
-            )
-        else:
-            logger.warning("Kafka consumer: %s", err.str())
+def _resolve(fut: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
+    if fut.done():
+        return
+    if exc is not None:
+        fut.set_exception(exc)
+    else:
+        fut.set_result(result)
