@@ -111,3 +111,19 @@ def test_produced_orders_land_on_eight_partitions_as_json(kafka_bootstrap: str) 
     expected = dict(orders(400))
     for msg in got:
         assert json.loads(msg.value()) == expected[msg.key().decode()]
+
+
+def test_fluvial_pipelines_run_end_to_end_on_the_memory_transport(tmp_path: Path) -> None:
+    """The real bench command, tiny: both fluvial pipelines report, and the table counts add up."""
+    from bench.run import main
+
+    results = tmp_path / "results.json"
+    code = main(["--systems", "fluvial", "--transports", "memory", "--events", "3000",
+                 "--timeout", "120", "--results", str(results)])
+    runs = {r["pipeline"]: r for r in json.loads(results.read_text())["runs"]}
+    assert code == 0, runs
+    assert runs["plain"]["status"] == "ok" and runs["plain"]["events_per_s"] > 0
+    table = runs["table"]
+    assert table["status"] == "ok"
+    assert table["extra"]["table_total"] == 3000
+    assert 900 < table["extra"]["accounts"] <= ACCOUNTS

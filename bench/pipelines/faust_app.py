@@ -1,9 +1,11 @@
 """faust-streaming pipelines, written as a Faust user would (runs in .bench/venvs/faust).
 
 plain: an agent iterates the orders stream and counts.
-table: the Faust README example, group_by(Order.account_id) then a Table increment.
+table: the Faust README example, group_by on the account id then a Table increment
+(the key is a function returning ``order.account_id`` that also starts the clock).
 
-The agent records the wall time of its first and N-th event, writes the result file
+The agent records the wall time of its first event (for table: the first source
+event, before the repartition topic) and of its N-th event, writes the result file
 and sends itself SIGTERM, which the Faust worker handles as a graceful shutdown.
 Table store: in-memory (``store='memory://'``), with its changelog topic as usual.
 """

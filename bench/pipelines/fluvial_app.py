@@ -4,13 +4,15 @@ Run as ``python bench/pipelines/fluvial_app.py worker``; ``FLUVIAL_BROKER`` pick
 transport (``kafka://host:port`` or ``memory://``).
 
 plain: an agent iterates the orders stream and counts.
-table: the Faust README example, group_by(Order.account_id) then a Table increment.
+table: the Faust README example, group_by on the account id then a Table increment
+(the key is a function returning ``order.account_id`` that also starts the clock).
 
 On ``memory://`` the broker lives inside this process, so a task first sends the N
 orders with ``topic.send`` and the agent starts iterating only once they are all
 written: production is not timed. On Kafka the bench fills the topic beforehand.
 
-The agent records the wall time of its first and N-th event, writes the result file
+The agent records the wall time of its first event (for table: the first source
+event, before the repartition topic) and of its N-th event, writes the result file
 and sends itself SIGTERM (the worker's ordinary shutdown signal), so the script
 depends on nothing beyond the Faust API.
 """

@@ -3,7 +3,9 @@
 plain: ``sdf.update(...)`` counts every message.
 table: ``sdf.group_by("account_id")`` (a repartition topic, like Faust's group_by),
 then a stateful ``apply`` that increments a per-account count with state.get/set.
-State store: Quix's default, RocksDB with changelog topics.
+State store: Quix's default, RocksDB with changelog topics. For table the clock starts
+at the first source event (an ``sdf.update`` before the group_by), not at the first
+event out of the repartition topic.
 
 On the N-th event the callback records the time, writes the result and calls
 ``app.stop()``, which ends ``app.run()`` after the current message.
