@@ -300,10 +300,17 @@ class KafkaConsumer:
         tps = [TP(*tp) for tp in tps]
         if self.group_id is None or not tps:
             return dict.fromkeys(tps)
+        consumer, timeout = self._consumer, self._timeout_s
+
+        def query() -> list[TopicPartition]:
+            if self._stopping:
+                # librdkafka does not answer OffsetFetch while the group is
+                # being left: it would only time out.
+                raise TransportError("Committed offsets cannot be read while the consumer stops")
+            return consumer.committed(_parts(tps), timeout=timeout)
+
         try:
-            result = await self._request(
-                partial(self._consumer.committed, _parts(tps), timeout=self._timeout_s)
-            )
+            result = await self._request(query)
         except KafkaException as exc:
             raise TransportError(
                 f"Reading committed offsets of group {self.group_id!r} failed: "
