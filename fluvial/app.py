@@ -241,6 +241,27 @@ class App:
         else:
             await self._producer_started.wait()
 
+    async def close(self) -> None:
+        """Flush and release the clients a script started (``send`` outside a worker).
+
+        The app can send again afterwards (a new producer is made). A running
+        worker is stopped with :meth:`stop` instead.
+        """
+        if self.started:
+            raise ImproperlyConfigured("The worker is running: use app.stop()")
+        producer, self._producer = self._producer, None
+        started, self._producer_started = self._producer_started, None
+        try:
+            if producer is not None and started is not None:
+                try:
+                    await producer.flush()
+                finally:
+                    await producer.stop()
+        finally:
+            transport, self._transport = self._transport, None
+            if transport is not None:
+                await transport.stop()
+
     @property
     def replies(self) -> ReplyConsumer:
         if self._replies is None:

@@ -141,17 +141,5 @@ def run_with_app(app: App, awaitable: Awaitable[T]) -> T:
 
 
 async def close_clients(app: App) -> None:
-    """Flush and stop the producer and transport, if the command started them.
-
-    Reads the app's private attributes: the app has no public "close the
-    clients a script started" call yet (asked of the runtime's owner).
-    """
-    producer = getattr(app, "_producer", None)
-    transport = getattr(app, "_transport", None)
-    if producer is not None and getattr(app, "_producer_started", None) is not None:
-        try:
-            await producer.flush()
-        finally:
-            await producer.stop()
-    if transport is not None:
-        await transport.stop()
+    """Flush and stop the producer and transport, if the command started them."""
+    await app.close()

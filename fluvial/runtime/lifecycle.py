@@ -93,10 +93,8 @@ async def stop_app(app: App) -> None:
     if consumer is not None:
         await consumer.stop()
         app._consumer = None  # type: ignore[attr-defined]
-    if app._producer is not None:
-        await app._producer.stop()
-    await app.transport.stop()
     app.started = False
+    await app.close()
 
 
 async def _check_copartitioned(app: App) -> None:
@@ -118,8 +116,9 @@ async def _check_copartitioned(app: App) -> None:
         if have is not None and have != want:
             raise PartitionCountMismatch(
                 f"Topic {name!r} has {have} partitions but the app needs {want}: tables and "
-                "repartitioned streams must be co-partitioned. Delete the topic (fluvial "
-                "reset) or set partitions= to match."
+                "repartitioned streams must be co-partitioned. Delete the topic with Kafka's "
+                "tools (kafka-topics.sh --delete) or set partitions= (or topic_partitions) "
+                f"to {have}."
             )
 
 
