@@ -306,8 +306,8 @@ class App:
         from .runtime.lifecycle import start_app, stop_app
 
         self._stopped = asyncio.Event()
-        await start_app(self)
         try:
+            await start_app(self)
             yield self
         finally:
             await stop_app(self)

@@ -109,3 +109,17 @@ async def test_use_partitioner_allows_writes_outside_streams() -> None:
     assert len(table) == 1
     assert "k" in table
     assert "t" in table.as_ansitable()
+
+
+async def test_changelog_with_wrong_partition_count_fails_fast(
+    broker_url: str, unique: Callable[[str], str]
+) -> None:
+    from fluvial.exceptions import PartitionCountMismatch
+    from fluvial.types import TopicSpec
+
+    app, topic, counts, seen = build(unique("mismatch"), unique("orders"), broker_url)
+    await app.transport.create_topics([TopicSpec(counts.changelog_topic_name, 2)])
+    with pytest.raises(PartitionCountMismatch, match="has 2 partitions"):
+        async with app.running():
+            pass  # pragma: no cover - start-up must fail
+    await app.close()
