@@ -117,7 +117,7 @@ async def test_changelog_with_wrong_partition_count_fails_fast(
     from fluvial.exceptions import PartitionCountMismatch
     from fluvial.types import TopicSpec
 
-    app, topic, counts, seen = build(unique("mismatch"), unique("orders"), broker_url)
+    app, _, counts, _ = build(unique("mismatch"), unique("orders"), broker_url)
     await app.transport.create_topics([TopicSpec(counts.changelog_topic_name, 2)])
     with pytest.raises(PartitionCountMismatch, match="has 2 partitions"):
         async with app.running():
