@@ -57,6 +57,8 @@ class Stream(Generic[T]):
         self.current_event: Event | None = None
         #: The event handed out and not yet acknowledged by this stream.
         self._pending: Event | None = None
+        #: The events of the batch ``take`` handed out, not yet acknowledged.
+        self._held: list[Event] = []
 
     def __repr__(self) -> str:
         return f"<Stream of {self.channel.label}>"
@@ -80,10 +82,15 @@ class Stream(Generic[T]):
         return event.ack()
 
     def ack_pending(self) -> None:
-        """Acknowledge the event in hand (after the agent crashed on it)."""
+        """Acknowledge the event (or ``take`` batch) in hand, after the agent crashed on it."""
         pending, self._pending = self._pending, None
-        if pending is not None and not self._noack:
+        held, self._held = self._held, []
+        if self._noack:
+            return
+        if pending is not None:
             pending.ack()
+        for event in held:
+            event.ack()
 
     def noack(self) -> Stream[T]:
         """A stream that leaves acknowledging to the caller (``event.ack()``)."""
@@ -134,7 +141,9 @@ class Stream(Generic[T]):
                 _current_event.set(event)
                 yield event
         finally:
-            self.ack_pending()
+            # Not acknowledged here: leaving the loop (a break, a crash, a
+            # cancelled actor at shutdown) does not make the event processed.
+            # The supervisor acknowledges the event an actor crashed on.
             for task in tasks:
                 task.cancel()
             if tasks:
@@ -189,26 +198,22 @@ class Stream(Generic[T]):
         noack = self._noack
         set_current = _current_event.set
         low_water = buffer.maxsize >> 1
-        try:
-            while True:
-                pending = self._pending
-                if pending is not None:
-                    self._pending = None
-                    if not noack:
-                        message = pending.message
-                        message.refcount -= 1
-                if items:
-                    event = items.popleft()
-                    if buffer.draining and len(items) <= low_water:
-                        buffer.drain()
-                else:
-                    event = await buffer.get()
-                self._pending = event
-                self.current_event = event
-                set_current(event)
-                yield event.value
-        finally:
-            self.ack_pending()
+        while True:
+            pending = self._pending
+            if pending is not None:
+                self._pending = None
+                if not noack:
+                    pending.message.refcount -= 1
+            if items:
+                event = items.popleft()
+                if buffer.draining and len(items) <= low_water:
+                    buffer.drain()
+            else:
+                event = await buffer.get()
+            self._pending = event
+            self.current_event = event
+            set_current(event)
+            yield event.value
 
     async def _values(self) -> AsyncIterator[T]:
         async for event in self.events():
@@ -241,14 +246,13 @@ class Stream(Generic[T]):
             raise ImproperlyConfigured("take(max_) needs max_ >= 1")
         buffer = self.buffer
         clock = self.app.clock
-        held: list[Event] = []
         tasks = await self._companion_tasks()
         try:
             while True:
+                held, self._held = self._held, []
                 if not self._noack:
                     for event in held:
                         event.ack()
-                held = []
                 values: list[T] = []
                 deadline: float | None = None
                 while len(values) < max_:
@@ -263,7 +267,7 @@ class Stream(Generic[T]):
                             continue
                     else:
                         event = maybe
-                    held.append(event)
+                    self._held.append(event)
                     if self._steps and not await self._apply_steps(event):
                         continue
                     self.current_event = event
@@ -274,9 +278,6 @@ class Stream(Generic[T]):
                 if values:
                     yield values
         finally:
-            if not self._noack:
-                for event in held:
-                    event.ack()
             for task in tasks:
                 task.cancel()
 

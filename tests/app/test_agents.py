@@ -230,3 +230,40 @@ async def test_isolated_partitions_one_actor_per_partition(
     assert len(set().union(*actor_of.values())) == 3
     offsets = await committed(app, topic.get_topic_name(), 3)
     assert offsets == {0: 10, 1: 10, 2: 10}
+
+
+async def test_stop_mid_event_commits_only_processed_events(
+    broker_url: str, unique: Callable[[str], str]
+) -> None:
+    """Stopping while an event is in progress: it is not committed and runs again."""
+    name, topic_name = unique("app"), unique("inflight")
+    never = asyncio.Event()
+    first_run: list[int] = []
+
+    app = make_app(name, broker_url)
+    topic = app.topic(topic_name, value_type=int, partitions=1)
+
+    @app.agent(topic)
+    async def slow(values: faust.Stream[int]) -> None:
+        async for value in values:
+            if value == 3:
+                await never.wait()  # stuck here when the worker stops
+            first_run.append(value)
+
+    async with app.running():
+        for i in range(6):
+            await topic.send(value=i)
+        await eventually(lambda: first_run == [0, 1, 2], message="events before the stuck one")
+    assert (await committed(app, topic_name, 1))[0] == 3
+
+    second_run: list[int] = []
+    app2 = make_app(name, broker_url)
+    topic2 = app2.topic(topic_name, value_type=int, partitions=1)
+
+    @app2.agent(topic2)
+    async def resume(values: faust.Stream[int]) -> None:
+        async for value in values:
+            second_run.append(value)
+
+    async with app2.running():
+        await eventually(lambda: second_run == [3, 4, 5], message="replay from the stuck event")
