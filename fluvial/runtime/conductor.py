@@ -23,6 +23,9 @@ __all__ = ["Conductor"]
 
 logger = logging.getLogger(__name__)
 
+#: How long a full buffer may hold up fetching before its partitions are paused.
+PAUSE_AFTER_S = 0.5
+
 
 class Subscription:
     """One :class:`Topic` object reading a topic, with its decoders and buffers."""
@@ -56,6 +59,9 @@ class Conductor:
         self.tracker = OffsetTracker()
         self.consumer: ConsumerT | None = None
         self._paused: dict[str, set[EventBuffer]] = {}
+        #: Buffers over their size that the fetch loop waits for (not yet paused).
+        self._full: set[EventBuffer] = set()
+        self._drained = asyncio.Event()
         self._assignment: set[TP] = set()
         self._since_checkpoint = 0
         self._checkpoint_lock = asyncio.Lock()
@@ -107,6 +113,8 @@ class Conductor:
             while True:
                 if self._resubscribe_needed:
                     await self._resubscribe()
+                if self._full:
+                    await self._wait_for_room()
                 messages = await consumer.getmany(max_records, 0.2)
                 if messages:
                     self.dispatch(messages)
@@ -161,7 +169,8 @@ class Conductor:
                 for buffer in sub.buffers:
                     buffer.put_many(events)
                     if buffer.full and not buffer.draining:
-                        self._pause_for(buffer)
+                        buffer.draining = True
+                        self._full.add(buffer)
 
     def _decode(self, sub: Subscription, batch: list[Message]) -> list[Event]:
         app = self.app
@@ -216,6 +225,20 @@ class Conductor:
             self.app._on_fatal(error)
 
     # -- back-pressure -----------------------------------------------------------
+    #
+    # A full buffer first makes the fetch loop wait (librdkafka keeps its
+    # prefetched messages: pausing would throw them away). Only a buffer that
+    # stays full for PAUSE_AFTER_S gets its partitions paused, so that one
+    # slow agent does not hold up the others.
+
+    async def _wait_for_room(self) -> None:
+        self._drained.clear()
+        try:
+            await asyncio.wait_for(self._drained.wait(), PAUSE_AFTER_S)
+        except TimeoutError:
+            stuck, self._full = self._full, set()
+            for buffer in stuck:
+                self._pause_for(buffer)
 
     def _pause_for(self, buffer: EventBuffer) -> None:
         buffer.draining = True
@@ -229,6 +252,10 @@ class Conductor:
             self.consumer.pause(to_pause)
 
     def _on_drain(self, buffer: EventBuffer) -> None:
+        self._drained.set()
+        if buffer in self._full:
+            self._full.discard(buffer)
+            return
         to_resume: list[TP] = []
         for topic in buffer.topics:
             holders = self._paused.get(topic)
