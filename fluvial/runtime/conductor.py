@@ -96,6 +96,10 @@ class Conductor:
     def assignment(self) -> set[TP]:
         return set(self._assignment)
 
+    def paused_topics(self) -> set[str]:
+        """Topics whose partitions are paused because a reader's buffer stayed full."""
+        return set(self._paused)
+
     # -- lifetime ------------------------------------------------------------
 
     async def run(self, consumer: ConsumerT) -> None:

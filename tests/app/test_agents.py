@@ -267,3 +267,40 @@ async def test_stop_mid_event_commits_only_processed_events(
 
     async with app2.running():
         await eventually(lambda: second_run == [3, 4, 5], message="replay from the stuck event")
+
+
+async def test_slow_agent_pauses_its_partitions_without_blocking_others(
+    broker_url: str, unique: Callable[[str], str]
+) -> None:
+    """Back-pressure: a stuck agent's buffer fills, its partitions pause, the others flow,
+    and once it resumes nothing is missing."""
+    app = make_app(unique("app"), broker_url, stream_buffer_maxsize=10)
+    slow_topic = app.topic(unique("slow"), value_type=int, partitions=1)
+    fast_topic = app.topic(unique("fast"), value_type=int, partitions=1)
+    gate = asyncio.Event()
+    slow_seen: list[int] = []
+    fast_seen: list[int] = []
+
+    @app.agent(slow_topic)
+    async def slow(values: faust.Stream[int]) -> None:
+        async for value in values:
+            await gate.wait()
+            slow_seen.append(value)
+
+    @app.agent(fast_topic)
+    async def fast(values: faust.Stream[int]) -> None:
+        async for value in values:
+            fast_seen.append(value)
+
+    async with app.running():
+        for i in range(100):
+            await slow_topic.send(value=i)
+        await eventually(lambda: bool(app.conductor.paused_topics()), message="slow partitions paused")
+        for i in range(100):
+            await fast_topic.send(value=i)
+        await eventually(lambda: len(fast_seen) == 100, message="fast agent unaffected")
+        assert slow_seen == []
+        gate.set()
+        await eventually(lambda: len(slow_seen) == 100, message="slow agent catches up")
+    assert slow_seen == list(range(100))
+    assert fast_seen == list(range(100))
