@@ -26,21 +26,31 @@ def current_event() -> Event | None:
 class Event:
     """A message whose key and value have been decoded with a topic's schema."""
 
-    __slots__ = ("app", "headers", "key", "message", "value")
+    __slots__ = ("_headers", "app", "key", "message", "value")
 
     def __init__(
         self,
         app: App,
         key: Any,
         value: Any,
-        headers: Headers,
+        headers: Headers | None,
         message: Message,
     ) -> None:
         self.app = app
         self.key = key
         self.value = value
-        self.headers = headers
+        #: None: the message's own headers (read only when asked for).
+        self._headers = headers
         self.message = message
+
+    @property
+    def headers(self) -> Headers:
+        headers = self._headers
+        return self.message.headers if headers is None else headers
+
+    @headers.setter
+    def headers(self, value: Headers) -> None:
+        self._headers = value
 
     def ack(self) -> bool:
         """Mark this event processed by one stream; True when it was the last one."""

@@ -182,8 +182,8 @@ class Conductor:
         cv = sub.convert_value
         try:
             if ck is None:
-                return [Event(app, m.key, cv(m.value), m.headers, m) for m in batch]
-            return [Event(app, ck(m.key), cv(m.value), m.headers, m) for m in batch]
+                return [Event(app, m.key, cv(m.value), None, m) for m in batch]
+            return [Event(app, ck(m.key), cv(m.value), None, m) for m in batch]
         except Exception:
             pass
         dk = sub.decode_key
@@ -191,7 +191,7 @@ class Conductor:
         events = []
         for m in batch:
             try:
-                events.append(Event(app, dk(m.key), dv(m.value), m.headers, m))
+                events.append(Event(app, dk(m.key), dv(m.value), None, m))
             except SerializationError as exc:
                 self._on_decode_error(sub, m, exc)
         return events

@@ -43,6 +43,7 @@ from ...exceptions import CommitError, TransportError
 from ...types import TP, Message, RebalanceCallback
 from ._buffer import FetchBuffer
 from ._config import describe_error
+from .message import KafkaMessage
 
 __all__ = ["CONSUMER_DEFAULTS", "KafkaConsumer"]
 
@@ -81,24 +82,13 @@ def _convert(raws: list[RawMessage]) -> tuple[list[Message], list[KafkaError]]:
     out: list[Message] = []
     errors: list[KafkaError] = []
     append = out.append
-    new = Message
+    new = KafkaMessage
     for m in raws:
         err = m.error()
         if err is not None:
             errors.append(err)
             continue
-        ts = m.timestamp()[1]
-        append(
-            new(
-                m.topic(),  # type: ignore[arg-type]
-                m.partition(),  # type: ignore[arg-type]
-                m.offset(),  # type: ignore[arg-type]
-                m.key(),
-                m.value(),
-                ts / 1000.0 if ts >= 0 else 0.0,
-                m.headers(),  # type: ignore[arg-type]
-            )
-        )
+        append(new(m, m.topic(), m.partition(), m.offset(), m.key(), m.value()))  # type: ignore[arg-type]
     return out, errors
 
 
