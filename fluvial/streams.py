@@ -112,9 +112,22 @@ class Stream(Generic[T]):
 
     def events(self) -> AsyncIterator[Event]:
         """Iterate over events (key, value, headers and the message)."""
-        if not self._steps and not self._companions:
-            return self._fast_events()
-        return self._events()
+        if self._steps:
+            return self._events()
+        if self._companions:
+            return self._with_companions(self._fast_events())
+        return self._fast_events()
+
+    async def _with_companions(self, events: AsyncIterator[Event]) -> AsyncIterator[Event]:
+        tasks = await self._companion_tasks()
+        try:
+            async for event in events:
+                yield event
+        finally:
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _events(self) -> AsyncIterator[Event]:
         buffer = self.buffer
@@ -223,6 +236,7 @@ class Stream(Generic[T]):
         if not self._steps and not self._companions:
             return self._fast_values()
         return self._values()
+
 
     async def items(self) -> AsyncIterator[tuple[Any, T]]:
         """Iterate over ``(key, value)`` pairs."""

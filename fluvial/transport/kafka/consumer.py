@@ -62,7 +62,7 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
     # wait so that a trickle of messages is not delayed.
     "fetch.wait.max.ms": 100,
     "max.partition.fetch.bytes": 4 * 1024 * 1024,
-    "queued.min.messages": 200_000,
+    "queued.min.messages": 50_000,
     "queued.max.messages.kbytes": 131_072,
 }
 
