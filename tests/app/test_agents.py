@@ -295,7 +295,8 @@ async def test_slow_agent_pauses_its_partitions_without_blocking_others(
     async with app.running():
         for i in range(100):
             await slow_topic.send(value=i)
-        await eventually(lambda: bool(app.conductor.paused_topics()), message="slow partitions paused")
+        await eventually(lambda: bool(app.conductor.paused_topics()),
+                         message="slow partitions paused")
         for i in range(100):
             await fast_topic.send(value=i)
         await eventually(lambda: len(fast_seen) == 100, message="fast agent unaffected")
