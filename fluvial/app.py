@@ -42,6 +42,7 @@ class App:
         self.clock: Clock = clock or SystemClock()
         self.agents: dict[str, Agent] = {}
         self.topics: list[Channel[Any]] = []
+        self._topics_by_name: dict[str, Topic[Any]] = {}
         self.tables = TableManager(self)
         self.scheduler = Scheduler(self)
         self.commands: dict[str, Any] = {}
@@ -195,7 +196,11 @@ class App:
         if isinstance(channel, Channel):
             return channel
         if isinstance(channel, str):
-            return self.topic(channel)
+            # Sending by name (replies, ``app.send('topic')``) reuses one Topic per name.
+            topic = self._topics_by_name.get(channel)
+            if topic is None:
+                topic = self._topics_by_name[channel] = self.topic(channel)
+            return topic
         raise ImproperlyConfigured(f"Cannot send to {channel!r}")
 
     async def send(self, channel: str | Channel[Any] | Agent, key: Any = None,

@@ -112,7 +112,7 @@ class TestDriver:
                 remaining -= len(batch)
         finally:
             await consumer.stop()
-        schema = self.app.topic(topic).schema
+        schema = self.app._resolve_channel(topic).schema
         decode = schema.value_decoder(default_serializer=self.app.conf.value_serializer)
         return [decode(m.value) for m in sorted(messages, key=lambda m: (m.partition, m.offset))]
 

@@ -84,6 +84,8 @@ async def test_yield_replies_go_to_sink_and_ask(
         assert await double.ask(21) == 42
         assert await double.join([1, 2, 3]) == [2, 4, 6]
         assert [r async for r in double.map([5, 6])] == [10, 12]
+        assert await double.kvjoin([("a", 7), ("b", 8)]) == [14, 16]
+        assert [r async for r in double.kvmap([("c", 9)])] == [18]
 
 
 async def test_commit_waits_for_every_stream(broker_url: str,
