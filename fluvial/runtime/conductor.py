@@ -64,6 +64,7 @@ class Conductor:
         self._drained = asyncio.Event()
         self._assignment: set[TP] = set()
         self._since_checkpoint = 0
+        self._checkpoint_due = False
         self._checkpoint_lock = asyncio.Lock()
         self._resubscribe_needed = False
         self._running = False
@@ -123,8 +124,12 @@ class Conductor:
                 if messages:
                     self.dispatch(messages)
                     self._since_checkpoint += len(messages)
-                    if self._since_checkpoint >= commit_every:
-                        await self.checkpoint()
+                if self._checkpoint_due or self._since_checkpoint >= commit_every:
+                    # In the fetch loop, not beside it: while the producer is
+                    # flushed no new events come in, so the flush is bounded by
+                    # what the buffers hold.
+                    self._checkpoint_due = False
+                    await self.checkpoint()
                 # Let the actors run before fetching more.
                 await asyncio.sleep(0)
         finally:
@@ -145,7 +150,10 @@ class Conductor:
         interval = self.app.conf.commit_interval_s
         while True:
             await clock.sleep(interval)
-            await self.checkpoint()
+            if self._running:
+                self._checkpoint_due = True
+            else:
+                await self.checkpoint()
 
     # -- dispatch --------------------------------------------------------------
 
@@ -278,6 +286,7 @@ class Conductor:
         """Changelogs out, producer flushed, then processed offsets committed."""
         async with self._checkpoint_lock:
             self._since_checkpoint = 0
+            self._checkpoint_due = False
             offsets = self.tracker.committable()
             self.app.tables.flush_changelogs()
             await self.app.producer.flush()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -123,3 +124,45 @@ async def test_changelog_with_wrong_partition_count_fails_fast(
         async with app.running():
             pass  # pragma: no cover - start-up must fail
     await app.close()
+
+
+async def test_offsets_are_committed_while_busy(broker_url: str,
+                                                unique: Callable[[str], str]) -> None:
+    """Periodic checkpoints complete under sustained load (group_by keeps producing)."""
+    from fluvial.types import TP
+
+    app = faust.App(unique("busy"), broker=broker_url, topic_partitions=4,
+                    broker_commit_interval=0.2, broker_commit_every=10**9)
+    topic = app.topic(unique("orders"), value_type=Order, partitions=2)
+    counts = app.Table("order_count", default=int)
+    done = 0
+
+    @app.agent(topic)
+    async def process(orders: faust.Stream[Order]) -> None:
+        nonlocal done
+        async for order in orders.group_by(Order.account_id):
+            counts[order.account_id] += 1
+            done += 1
+
+    async def feed() -> None:
+        i = 0
+        while True:
+            for _ in range(200):
+                topic.send_soon(value=Order(account_id=f"a{i % 50}", product_id="p",
+                                            amount=1, price=1.0))
+                i += 1
+            await asyncio.sleep(0.001)
+
+    async with app.running():
+        feeder = asyncio.ensure_future(feed())
+        try:
+            name = topic.get_topic_name()
+            tps = {TP(name, 0), TP(name, 1)}
+            await eventually(lambda: done > 2000, message="events flowing")
+            await eventually(
+                lambda: sum(app.conductor.tracker.committed.get(tp, 0) for tp in tps) > 1000,
+                message="offsets committed while the feed goes on",
+            )
+            assert not feeder.done()
+        finally:
+            feeder.cancel()
