@@ -290,6 +290,7 @@ class Conductor:
             offsets = self.tracker.committable()
             self.app.tables.flush_changelogs()
             await self.app.producer.flush()
+            self.app.tables.persist()
             if offsets and self.consumer is not None:
                 await self.consumer.commit(offsets)
                 self.tracker.committed.update(offsets)

@@ -26,6 +26,8 @@ class TableManager:
     def __init__(self, app: App) -> None:
         self.app = app
         self._tables: dict[str, Table] = {}
+        #: Changelog records applied by the most recent recovery.
+        self.last_restored = 0
 
     def add(self, table: Table) -> Table:
         if table.name in self._tables:
@@ -52,6 +54,11 @@ class TableManager:
 
     def flush_changelogs(self) -> int:
         return sum(table.flush_changelog() for table in self._tables.values())
+
+    def persist(self) -> None:
+        """After a successful producer flush: persist every store with its changelog offset."""
+        for table in self._tables.values():
+            table.persist()
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         partitions = {tp.partition for tp in revoked}
@@ -81,8 +88,7 @@ class TableManager:
             ends = await consumer.end_offsets(wanted)
             starts: dict[TP, int] = {}
             for tp, table in wanted.items():
-                store = table.partition_data(tp.partition)
-                done = store.changelog_offset if store is not None else None
+                done = table.open_partition(tp.partition).changelog_offset
                 starts[tp] = 0 if done is None else done + 1
             todo = {tp: ends[tp] for tp in wanted if ends.get(tp, 0) > starts[tp]}
             total = sum(ends[tp] - starts[tp] for tp in todo)
@@ -112,7 +118,10 @@ class TableManager:
                         if messages[-1].offset + 1 >= todo[tp]:
                             del todo[tp]
                 elapsed = time.monotonic() - started
+                self.last_restored = restored
                 logger.info("Recovered %d records in %.2fs", restored, elapsed)
+            else:
+                self.last_restored = 0
         finally:
             await consumer.stop()
         for table in set(wanted.values()):

@@ -1,11 +1,19 @@
-"""Where table partitions keep their data. The in-memory store; RocksDB comes next."""
+"""Where table partitions keep their data: in memory, or in RocksDB."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any, Protocol
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, Protocol
 
-__all__ = ["MemoryStore", "PartitionStore", "store_for_url"]
+from ..exceptions import ImproperlyConfigured
+
+if TYPE_CHECKING:
+    from ..types import Message
+    from .table import Table
+
+__all__ = ["MemoryStore", "PartitionStore", "StoreFactory", "store_for_url"]
+
+Decoder = Callable[["bytes | None"], Any]
 
 
 class PartitionStore(Protocol):
@@ -29,6 +37,13 @@ class PartitionStore(Protocol):
 
     def __iter__(self) -> Iterator[Any]: ...
 
+    def persist(self, changelog_offset: int | None) -> None:
+        """Make the writes so far durable, with the changelog offset they reach."""
+
+    def apply_changelog(self, messages: list[Message], decode_key: Decoder,
+                        decode_value: Decoder) -> None:
+        """Apply changelog records (recovery); the last value of a key wins."""
+
     def close(self) -> None: ...
 
 
@@ -37,14 +52,50 @@ class MemoryStore(dict[Any, Any]):
 
     changelog_offset: int | None = None
 
+    def persist(self, changelog_offset: int | None) -> None:
+        if changelog_offset is not None:
+            self.changelog_offset = changelog_offset
+
+    def apply_changelog(self, messages: list[Message], decode_key: Decoder,
+                        decode_value: Decoder) -> None:
+        for message in messages:
+            key = decode_key(message.key)
+            if message.value is None:
+                self.pop(key, None)
+            else:
+                self[key] = decode_value(message.value)
+        if messages:
+            self.changelog_offset = messages[-1].offset
+
     def close(self) -> None:
         self.clear()
 
 
-def store_for_url(url: str) -> type[MemoryStore]:
+StoreFactory = Callable[["Table", int], PartitionStore]
+
+
+def _memory(table: Table, partition: int) -> PartitionStore:
+    return MemoryStore()
+
+
+def _rocksdb(table: Table, partition: int) -> PartitionStore:
+    from .rocksdb import RocksDBStore
+
+    path = table.app.conf.table_path / f"{table.name}-{partition}.db"
+    return RocksDBStore(
+        path,
+        encode_key=table.encode_key,
+        encode_value=table.encode_value,
+        decode_key=table.decode_key,
+        decode_value=table.decode_value,
+    )
+
+
+def store_for_url(url: str) -> StoreFactory:
+    """The store factory for ``memory://`` or ``rocksdb://``."""
     scheme = url.partition("://")[0] or url
     if scheme == "memory":
-        return MemoryStore
-    from ..exceptions import ImproperlyConfigured
-
-    raise ImproperlyConfigured(f"Unknown table store {url!r}: use memory://")
+        return _memory
+    if scheme == "rocksdb":
+        return _rocksdb
+    raise ImproperlyConfigured(f"Unknown table store {url!r}: use memory:// or rocksdb://")

@@ -10,6 +10,7 @@ Faust app restores here and vice versa.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Iterator, MutableMapping
 from typing import TYPE_CHECKING, Any
@@ -22,7 +23,7 @@ from .store import PartitionStore, store_for_url
 if TYPE_CHECKING:
     from ..app import App
     from ..channels import Topic
-    from ..types import Message
+    from ..types import Message, RecordMetadata
 
 __all__ = ["GlobalTable", "Table"]
 
@@ -76,9 +77,11 @@ class Table(MutableMapping[Any, Any]):
         self.value_serializer = value_serializer or _serializer_for(value_type)
         self._on_recover: list[Callable[[], Any]] = [on_recover] if on_recover else []
         self.on_changelog_event = on_changelog_event
-        self._store_class = store_for_url(app.conf.store)
+        self._new_store = store_for_url(app.conf.store)
         self._parts: dict[int, PartitionStore] = {}
         self._dirty: dict[int, set[Any]] = {}
+        #: Per partition, the delivery of the last changelog record sent at a checkpoint.
+        self._last_sent: dict[int, asyncio.Future[RecordMetadata]] = {}
         self.changelog_topic = changelog_topic or app.topic(
             f"{app.conf.id}-{name}-changelog",
             schema=Schema(
@@ -93,8 +96,8 @@ class Table(MutableMapping[Any, Any]):
             internal=True,
             config=extra_topic_configs,
         )
-        self._encode_key = self.changelog_topic.schema.key_encoder(default_serializer="json")
-        self._encode_value = self.changelog_topic.schema.value_encoder(default_serializer="json")
+        self.encode_key = self.changelog_topic.schema.key_encoder(default_serializer="json")
+        self.encode_value = self.changelog_topic.schema.value_encoder(default_serializer="json")
         self.decode_key = self.changelog_topic.schema.key_decoder(default_serializer="json")
         self.decode_value = self.changelog_topic.schema.value_decoder(default_serializer="json")
 
@@ -122,7 +125,7 @@ class Table(MutableMapping[Any, Any]):
         if self.use_partitioner:
             from ..transport.partitioner import partition_for_key
 
-            encoded = self._encode_key(key)
+            encoded = self.encode_key(key)
             if encoded is None:
                 raise TableError(f"Table {self.name}: a None key cannot be partitioned")
             return partition_for_key(encoded, self.partitions)
@@ -145,8 +148,12 @@ class Table(MutableMapping[Any, Any]):
     def _store(self, partition: int) -> PartitionStore:
         store = self._parts.get(partition)
         if store is None:
-            store = self._parts[partition] = self._store_class()
+            store = self._parts[partition] = self._new_store(self, partition)
         return store
+
+    def open_partition(self, partition: int) -> PartitionStore:
+        """Open (or create) the store of ``partition``; it now belongs to this worker."""
+        return self._store(partition)
 
     def partition_data(self, partition: int) -> PartitionStore | None:
         return self._parts.get(partition)
@@ -217,42 +224,48 @@ class Table(MutableMapping[Any, Any]):
         """Send the latest value of every dirty key; returns how many were sent."""
         if not self._dirty:
             return 0
-        send = self.app.producer.send_soon
+        producer = self.app.producer
+        send = producer.send_soon
         topic = self.changelog_topic_name
-        encode_key = self._encode_key
-        encode_value = self._encode_value
+        encode_key = self.encode_key
+        encode_value = self.encode_value
         sent = 0
         dirty, self._dirty = self._dirty, {}
         for partition, keys in dirty.items():
             store = self._parts.get(partition)
-            for key in keys:
+            last = len(keys) - 1
+            for i, key in enumerate(keys):
                 value = store.get(key, _MISSING) if store is not None else _MISSING
                 payload = None if value is _MISSING else encode_value(value)
-                send(topic, encode_key(key), payload, partition=partition)
+                if i == last:
+                    # Its offset is the changelog position the store persists with.
+                    self._last_sent[partition] = producer.send(
+                        topic, encode_key(key), payload, partition=partition)
+                else:
+                    send(topic, encode_key(key), payload, partition=partition)
                 sent += 1
         return sent
 
+    def persist(self) -> None:
+        """After the producer was flushed: make each partition durable up to its changelog."""
+        sent, self._last_sent = self._last_sent, {}
+        for partition, store in self._parts.items():
+            fut = sent.get(partition)
+            offset = fut.result().offset if fut is not None and fut.done() else None
+            store.persist(offset)
+
     def apply_changelog(self, partition: int, messages: list[Message]) -> None:
         """Apply changelog records (recovery): the last value of a key wins."""
-        store = self._store(partition)
-        decode_key = self.decode_key
-        decode_value = self.decode_value
+        self._store(partition).apply_changelog(messages, self.decode_key, self.decode_value)
         callback = self.on_changelog_event
-        for message in messages:
-            key = decode_key(message.key)
-            if message.value is None:
-                if key in store:
-                    del store[key]
-            else:
-                store[key] = decode_value(message.value)
-            if callback is not None:
+        if callback is not None:
+            for message in messages:
                 callback(message)
-        if messages:
-            store.changelog_offset = messages[-1].offset
 
     def drop_partition(self, partition: int) -> None:
         store = self._parts.pop(partition, None)
         self._dirty.pop(partition, None)
+        self._last_sent.pop(partition, None)
         if store is not None:
             store.close()
 
