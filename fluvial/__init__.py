@@ -17,6 +17,7 @@ from .models import FieldDescriptor, Record
 from .serializers import Schema
 from .streams import Stream
 from .tables import GlobalTable, Table
+from .tables.windows import HoppingWindow, SlidingWindow, TumblingWindow, Window
 from .types import TP, Message, RecordMetadata
 
 __all__ = [
@@ -28,15 +29,19 @@ __all__ = [
     "FieldDescriptor",
     "FluvialError",
     "GlobalTable",
+    "HoppingWindow",
     "Message",
     "Record",
     "RecordMetadata",
     "Schema",
+    "SlidingWindow",
     "Stream",
     "SystemClock",
     "Table",
     "Topic",
+    "TumblingWindow",
     "VirtualClock",
+    "Window",
     "__version__",
     "codecs",
     "current_event",

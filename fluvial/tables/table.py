@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from ..app import App
     from ..channels import Topic
     from ..types import Message, RecordMetadata
+    from .windowed import WindowState, WindowWrapper
+    from .windows import Seconds, Window
 
 __all__ = ["GlobalTable", "Table"]
 
@@ -63,6 +65,8 @@ class Table(MutableMapping[Any, Any]):
         key_serializer: str | None = None,
         value_serializer: str | None = None,
         extra_topic_configs: dict[str, Any] | None = None,
+        on_window_close: Callable[[Any, Any], Any] | None = None,
+        on_late_event: Callable[[Any, Any], Any] | None = None,
         **kwargs: Any,
     ) -> None:
         self.app = app
@@ -77,6 +81,11 @@ class Table(MutableMapping[Any, Any]):
         self.value_serializer = value_serializer or _serializer_for(value_type)
         self._on_recover: list[Callable[[], Any]] = [on_recover] if on_recover else []
         self.on_changelog_event = on_changelog_event
+        #: Set by :meth:`using_window` (``tumbling()``, ``hopping()``, ``sliding()``).
+        self.window: Window | None = None
+        self._on_window_close = on_window_close
+        self._on_late_event = on_late_event
+        self._windowing: WindowState | None = None
         self._new_store = store_for_url(app.conf.store)
         self._parts: dict[int, PartitionStore] = {}
         self._dirty: dict[int, set[Any]] = {}
@@ -180,15 +189,21 @@ class Table(MutableMapping[Any, Any]):
         raise KeyError(key)
 
     def __setitem__(self, key: Any, value: Any) -> None:
-        partition = self._partition_for_write(key)
+        self._set_in(self._partition_for_write(key), key, value)
+
+    def __delitem__(self, key: Any) -> None:
+        self._del_in(self._partition_for_write(key), key)
+
+    def _set_in(self, partition: int, key: Any, value: Any) -> None:
+        """Write ``key`` in ``partition`` (marked dirty for the next checkpoint)."""
         self._store(partition)[key] = value
         dirty = self._dirty.get(partition)
         if dirty is None:
             dirty = self._dirty[partition] = set()
         dirty.add(key)
 
-    def __delitem__(self, key: Any) -> None:
-        partition = self._partition_for_write(key)
+    def _del_in(self, partition: int, key: Any) -> None:
+        """Delete ``key`` from ``partition`` (a tombstone at the next checkpoint)."""
         store = self._store(partition)
         del store[key]
         self._dirty.setdefault(partition, set()).add(key)
@@ -217,6 +232,43 @@ class Table(MutableMapping[Any, Any]):
         with console.capture() as capture:
             console.print(view)
         return capture.get()
+
+    # -- windows --------------------------------------------------------------------
+
+    def using_window(self, window: Window, *, key_index: bool = False,
+                     grace: Seconds = 0.0, idle_timeout: Seconds | None = 60.0
+                     ) -> WindowWrapper:
+        """Make this a windowed table (keys ``(key, (start, end))``); see :mod:`.windowed`."""
+        from .windowed import use_window
+
+        return use_window(self, window, grace=grace, idle_timeout=idle_timeout)
+
+    def tumbling(self, size: Seconds, expires: Seconds | None = None, key_index: bool = False,
+                 *, grace: Seconds = 0.0, idle_timeout: Seconds | None = 60.0
+                 ) -> WindowWrapper:
+        """Count per tumbling window: ``app.Table('views', default=int).tumbling(60)``."""
+        from .windows import TumblingWindow
+
+        return self.using_window(TumblingWindow(size, expires), grace=grace,
+                                 idle_timeout=idle_timeout)
+
+    def hopping(self, size: Seconds, step: Seconds, expires: Seconds | None = None,
+                key_index: bool = False, *, grace: Seconds = 0.0,
+                idle_timeout: Seconds | None = 60.0) -> WindowWrapper:
+        """Windows of ``size`` seconds starting every ``step`` seconds."""
+        from .windows import HoppingWindow
+
+        return self.using_window(HoppingWindow(size, step, expires), grace=grace,
+                                 idle_timeout=idle_timeout)
+
+    def sliding(self, before: Seconds, after: Seconds, expires: Seconds | None = None,
+                key_index: bool = False, *, grace: Seconds = 0.0,
+                idle_timeout: Seconds | None = 60.0) -> WindowWrapper:
+        """One window per event timestamp ``t``: ``(t - before, t + after)``."""
+        from .windows import SlidingWindow
+
+        return self.using_window(SlidingWindow(before, after, expires), grace=grace,
+                                 idle_timeout=idle_timeout)
 
     # -- changelog ----------------------------------------------------------------
 
@@ -257,6 +309,8 @@ class Table(MutableMapping[Any, Any]):
     def apply_changelog(self, partition: int, messages: list[Message]) -> None:
         """Apply changelog records (recovery): the last value of a key wins."""
         self._store(partition).apply_changelog(messages, self.decode_key, self.decode_value)
+        if self._windowing is not None:
+            self._windowing.forget(partition)
         callback = self.on_changelog_event
         if callback is not None:
             for message in messages:
@@ -265,6 +319,8 @@ class Table(MutableMapping[Any, Any]):
     def drop_partition(self, partition: int) -> None:
         store = self._parts.pop(partition, None)
         self._dirty.pop(partition, None)
+        if self._windowing is not None:
+            self._windowing.forget(partition)
         self._last_sent.pop(partition, None)
         if store is not None:
             store.close()
