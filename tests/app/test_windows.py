@@ -6,6 +6,7 @@ import json
 import time
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -262,9 +263,10 @@ async def read_changelog(app: faust.App, topic: str,
     return [(m.key, m.value) for m in messages]
 
 
-def build(name: str, topic_name: str, broker_url: str,
-          closed: list[Any]) -> tuple[faust.App, Any, Any]:
-    app = faust.App(name, broker=broker_url, topic_partitions=4, broker_commit_interval=0.2)
+def build(name: str, topic_name: str, broker_url: str, closed: list[Any],
+          store: str, datadir: Path) -> tuple[faust.App, Any, Any]:
+    app = faust.App(name, broker=broker_url, topic_partitions=4, broker_commit_interval=0.2,
+                    store=f"{store}://", datadir=str(datadir))
     topic = app.topic(topic_name, key_type=str, value_type=str, partitions=4)
     counts = app.Table("pageviews", default=int,
                        on_window_close=lambda key, value: closed.append((key, value)))
@@ -278,13 +280,14 @@ def build(name: str, topic_name: str, broker_url: str,
     return app, topic, counts
 
 
-async def test_changelog_keys_and_restart(broker_url: str,
-                                          unique: Callable[[str], str]) -> None:
+@pytest.mark.parametrize("store", ["memory", "rocksdb"])
+async def test_changelog_keys_and_restart(broker_url: str, unique: Callable[[str], str],
+                                          store: str, tmp_path: Path) -> None:
     """Changelog keys are Faust's ``[key, [start, end]]``; a restart restores and closes."""
     base = float(int(time.time()) // 10 * 10)  # near now: Kafka's retention stays away
     name, topic_name = unique("win"), unique("pageviews")
     closed: list[Any] = []
-    app, topic, counts = build(name, topic_name, broker_url, closed)
+    app, topic, counts = build(name, topic_name, broker_url, closed, store, tmp_path)
     window0 = (base, base + 9.9)
     async with app.running():
         for page, at in [("a", 1), ("a", 2), ("b", 3)]:
@@ -301,7 +304,7 @@ async def test_changelog_keys_and_restart(broker_url: str,
     assert closed == []
 
     # A new worker restores the windows, then closes and expires them on stream time.
-    app2, topic2, counts2 = build(name, topic_name, broker_url, closed)
+    app2, topic2, counts2 = build(name, topic_name, broker_url, closed, store, tmp_path)
     async with app2.running():
         await eventually(lambda: dict(counts2.items()) == {("a", window0): 2, ("b", window0): 1},
                          message="windows restored")
