@@ -43,6 +43,8 @@ class App:
         self.agents: dict[str, Agent] = {}
         self.topics: list[Channel[Any]] = []
         self._topics_by_name: dict[str, Topic[Any]] = {}
+        #: Groups of topics/tables that must be co-partitioned (joins).
+        self._copartitioned: list[tuple[Any, ...]] = []
         self.tables = TableManager(self)
         self.scheduler = Scheduler(self)
         self.commands: dict[str, Any] = {}
@@ -183,6 +185,10 @@ class App:
             self.commands[command.name or f.__name__] = command
             return f
         return decorate
+
+    def require_copartitioned(self, *sources: Any) -> None:
+        """Check at start-up that these topics/tables have the same partition count."""
+        self._copartitioned.append(sources)
 
     def is_leader(self) -> bool:
         """Whether this worker runs ``on_leader`` timers (one worker: always)."""

@@ -148,10 +148,10 @@ class Stream(Generic[T]):
                     event = await buffer.get()
                 assert event is not None
                 self._pending = event
-                if steps and not await self._apply_steps(event):
-                    continue
                 self.current_event = event
                 _current_event.set(event)
+                if steps and not await self._apply_steps(event):
+                    continue
                 yield event
         finally:
             # Not acknowledged here: leaving the loop (a break, a crash, a
@@ -282,10 +282,10 @@ class Stream(Generic[T]):
                     else:
                         event = maybe
                     self._held.append(event)
-                    if self._steps and not await self._apply_steps(event):
-                        continue
                     self.current_event = event
                     _current_event.set(event)
+                    if self._steps and not await self._apply_steps(event):
+                        continue
                     values.append(event.value)
                     if deadline is None:
                         deadline = clock.monotonic() + within
@@ -393,6 +393,30 @@ class Stream(Generic[T]):
 
     async def send_to(self, channel: Channel[Any], value: Any) -> asyncio.Future[RecordMetadata]:
         return await channel.send(value=value)
+
+    # -- joins (see fluvial/joins.py) -------------------------------------------------
+
+    def join(self, other: Any, *, key: Any = None, within: float | None = None) -> Stream[Any]:
+        """Inner join with a table (``(value, row)``) or, ``within`` seconds, a stream."""
+        from .joins import join
+
+        return join(self, other, "inner", key=key, within=within)
+
+    inner_join = join
+
+    def left_join(self, other: Any, *, key: Any = None,
+                  within: float | None = None) -> Stream[Any]:
+        """Every value, with the table's row or the matching stream values (or None)."""
+        from .joins import join
+
+        return join(self, other, "left", key=key, within=within)
+
+    def outer_join(self, other: Any, *, key: Any = None,
+                   within: float | None = None) -> Stream[Any]:
+        """Stream-stream join that also yields unmatched values of either side."""
+        from .joins import join
+
+        return join(self, other, "outer", key=key, within=within)
 
 
 def _is_async(fun: Callable[..., Any]) -> bool:

@@ -101,6 +101,7 @@ async def _check_copartitioned(app: App) -> None:
     """Repartition topics and changelogs must have the partition count the app expects."""
     from ..exceptions import PartitionCountMismatch
 
+    await _check_joins(app)
     expected: dict[str, int] = {}
     for topic in app.conductor.topics:
         if topic.internal:
@@ -119,6 +120,31 @@ async def _check_copartitioned(app: App) -> None:
                 "repartitioned streams must be co-partitioned. Delete the topic with Kafka's "
                 "tools (kafka-topics.sh --delete) or set partitions= (or topic_partitions) "
                 f"to {have}."
+            )
+
+
+async def _check_joins(app: App) -> None:
+    """Joined streams and tables must have equal partition counts."""
+    from ..channels import Topic
+    from ..exceptions import PartitionCountMismatch
+    from ..tables import Table
+
+    for group in app._copartitioned:
+        names = [n for s in group if isinstance(s, Topic) for n in s.topics]
+        actual = await app.transport.partition_counts(names) if names else {}
+        counts: dict[str, int | None] = {}
+        for source in group:
+            if isinstance(source, Table):
+                counts[f"table {source.name!r}"] = source.partitions
+            elif isinstance(source, Topic):
+                for name in source.topics:
+                    counts[f"topic {name!r}"] = actual.get(name)
+        known = {c for c in counts.values() if c is not None}
+        if len(known) > 1:
+            detail = ", ".join(f"{what} has {n}" for what, n in counts.items())
+            raise PartitionCountMismatch(
+                f"Joined streams and tables must be co-partitioned: {detail}. Repartition "
+                "the stream with group_by(..., partitions=N) or give the table partitions=N."
             )
 
 
