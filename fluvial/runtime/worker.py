@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import signal
 import sys
 import traceback
 from typing import TYPE_CHECKING
 
 from .._version import __version__
+from ..settings import ENV_PREFIX
 
 if TYPE_CHECKING:
     from ..app import App
@@ -29,6 +31,18 @@ def setup_logging(loglevel: str | int = "info") -> None:
         format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s",
         stream=sys.stderr,
     )
+
+
+def use_worker_defaults(app: App) -> None:
+    """A worker on Kafka keeps its tables in RocksDB unless a store was chosen.
+
+    On the in-process broker the changelogs die with the process, so a durable
+    store would only keep stale state: there the default stays ``memory://``.
+    """
+    chosen = ("store" in app._arguments or "store" in app._overrides
+              or f"{ENV_PREFIX}STORE" in os.environ)
+    if not chosen and not app.transport.in_process:
+        app.override(store="rocksdb://")
 
 
 def banner(app: App) -> str:
@@ -98,6 +112,7 @@ def run_worker(app: App, *, loglevel: str | int = "info", duration: float | None
     A clean stop returns 0; a crash prints the traceback and returns 1.
     """
     setup_logging(loglevel)
+    use_worker_defaults(app)
     try:
         asyncio.run(_run(app, duration))
     except KeyboardInterrupt:  # pragma: no cover - signal handlers normally catch it

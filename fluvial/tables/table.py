@@ -86,7 +86,9 @@ class Table(MutableMapping[Any, Any]):
         self._on_window_close = on_window_close
         self._on_late_event = on_late_event
         self._windowing: WindowState | None = None
-        self._new_store = store_for_url(app.conf.store)
+        # The store is chosen when a partition is first opened: a worker run may
+        # still change the setting after the table was declared (see run_worker).
+        store_for_url(app.conf.store)  # fail fast on an unknown store URL
         self._parts: dict[int, PartitionStore] = {}
         self._dirty: dict[int, set[Any]] = {}
         #: Per partition, the delivery of the last changelog record sent at a checkpoint.
@@ -157,7 +159,8 @@ class Table(MutableMapping[Any, Any]):
     def _store(self, partition: int) -> PartitionStore:
         store = self._parts.get(partition)
         if store is None:
-            store = self._parts[partition] = self._new_store(self, partition)
+            new_store = store_for_url(self.app.conf.store)
+            store = self._parts[partition] = new_store(self, partition)
         return store
 
     def open_partition(self, partition: int) -> PartitionStore:

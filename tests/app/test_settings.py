@@ -51,3 +51,25 @@ def test_unknown_settings_are_reported(caplog: pytest.LogCaptureFixture) -> None
     conf = Settings.from_sources("a", {"no_such_setting": 1}, environ={})
     assert conf.extra == {"no_such_setting": 1}
     assert "no_such_setting" in caplog.text
+
+
+def test_worker_default_store(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker on Kafka defaults to RocksDB; on the in-process broker, or when a store
+    was chosen, the setting stands."""
+    from fluvial.runtime.worker import use_worker_defaults
+
+    monkeypatch.delenv("FLUVIAL_STORE", raising=False)
+    monkeypatch.delenv("FLUVIAL_BROKER", raising=False)
+    kafka_app = faust.App("w1", broker="kafka://127.0.0.1:1")
+    table = kafka_app.Table("t")
+    use_worker_defaults(kafka_app)
+    assert kafka_app.conf.store == "rocksdb://"
+    assert table.app.conf.store == "rocksdb://"
+
+    memory_app = faust.App("w2", broker="memory://")
+    use_worker_defaults(memory_app)
+    assert memory_app.conf.store == "memory://"
+
+    chosen = faust.App("w3", broker="kafka://127.0.0.1:1", store="memory://")
+    use_worker_defaults(chosen)
+    assert chosen.conf.store == "memory://"
