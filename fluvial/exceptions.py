@@ -19,6 +19,10 @@ class BrokerUnreachable(TransportError):
     """No broker answered at the configured address."""
 
 
+class AuthenticationFailed(TransportError):
+    """The broker refused the credentials (``broker_credentials``)."""
+
+
 class PartitionCountMismatch(ImproperlyConfigured):
     """Topics that must be co-partitioned have different partition counts."""
 

@@ -48,7 +48,8 @@ class Settings:
     broker_commit_every: int = 10_000
     broker_max_poll_records: int = 10_000
     broker_client_id: str = "fluvial"
-    broker_credentials: Mapping[str, str] | None = None
+    #: SASLCredentials / SSLCredentials / ... (fluvial.auth) or a mapping of librdkafka settings.
+    broker_credentials: Any = None
     stream_buffer_maxsize: int = 4096
     consumer_auto_offset_reset: str = "earliest"
     consumer_group_instance_id: str | None = None

@@ -37,3 +37,21 @@ def kafka_bootstrap() -> Iterator[str]:
 def kafka_url(kafka_bootstrap: str) -> str:
     """The broker URL fluvial apps take: ``kafka://host:port[,...]``."""
     return "kafka://" + kafka_bootstrap
+
+
+@pytest.fixture(scope="session")
+def kafka_sasl_bootstrap(kafka_bootstrap: str) -> str:
+    """The SASL_PLAINTEXT listener (PLAIN, ``SASL_USER``/``SASL_PASSWORD`` of the harness).
+
+    With ``KAFKA_BOOTSTRAP_SERVERS``, set ``KAFKA_SASL_BOOTSTRAP_SERVERS`` for it too.
+    """
+    external = os.environ.get("KAFKA_SASL_BOOTSTRAP_SERVERS")
+    if external:
+        return external
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        pytest.skip("set KAFKA_SASL_BOOTSTRAP_SERVERS to test SASL on an external cluster")
+    sasl = KafkaServer(REPO_ROOT / ".kafka").sasl_bootstrap
+    if sasl is None:
+        pytest.skip("the running test broker predates its SASL listener: "
+                    "python -m fluvial.testing.kafka_server stop, then rerun")
+    return sasl

@@ -78,6 +78,11 @@ class KafkaServerError(FluvialError):
     """The test Kafka broker could not be resolved, formatted, started or stopped."""
 
 
+#: The user the SASL_PLAINTEXT listener accepts.
+SASL_USER = "fluvial"
+SASL_PASSWORD = "fluvial-secret"
+
+
 @dataclass
 class NodeInfo:
     """One broker+controller process: its id, pid and loopback ports."""
@@ -86,6 +91,8 @@ class NodeInfo:
     port: int
     controller_port: int
     pid: int = 0
+    #: A SASL_PLAINTEXT listener (PLAIN mechanism, user ``SASL_USER``), 0 if none.
+    sasl_port: int = 0
 
 
 def _cache_dir(version: str) -> Path:
@@ -251,6 +258,18 @@ class KafkaServer:
             raise KafkaServerError(f"no Kafka recorded in {self.state_dir}; call start() first")
         return str(state["bootstrap"])
 
+    @property
+    def sasl_bootstrap(self) -> str | None:
+        """``host:port,...`` of the SASL_PLAINTEXT listeners (None for a broker started
+        before they existed)."""
+        state = self._read_state()
+        if state is None:
+            raise KafkaServerError(f"no Kafka recorded in {self.state_dir}; call start() first")
+        ports = [n.get("sasl_port", 0) for n in state["nodes"]]
+        if not all(ports):
+            return None
+        return ",".join(f"127.0.0.1:{port}" for port in ports)
+
     def status(self) -> dict[str, Any] | None:
         """The recorded state with an ``alive`` flag per node, or None if nothing is recorded."""
         state = self._read_state()
@@ -361,8 +380,9 @@ class KafkaServer:
         raise KafkaServerError(f"no node {node_id} in {self.state_dir}")
 
     def _launch(self, jars: Path, pinned: bool) -> dict[str, Any]:
-        ports = _free_ports(2 * self.nodes)
-        infos = [NodeInfo(i + 1, ports[2 * i], ports[2 * i + 1]) for i in range(self.nodes)]
+        ports = _free_ports(3 * self.nodes)
+        infos = [NodeInfo(i + 1, ports[3 * i], ports[3 * i + 1], sasl_port=ports[3 * i + 2])
+                 for i in range(self.nodes)]
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
         (self.state_dir / "log4j2.properties").write_text(_LOG4J2)
         for info in infos:
@@ -459,11 +479,20 @@ class KafkaServer:
             "process.roles": "broker,controller",
             "node.id": info.node_id,
             "controller.quorum.voters": voters,
-            "listeners": f"PLAINTEXT://127.0.0.1:{info.port},CONTROLLER://127.0.0.1:{info.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{info.port}",
+            "listeners": f"PLAINTEXT://127.0.0.1:{info.port},"
+                         f"CONTROLLER://127.0.0.1:{info.controller_port},"
+                         f"SASL_PLAINTEXT://127.0.0.1:{info.sasl_port}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{info.port},"
+                                    f"SASL_PLAINTEXT://127.0.0.1:{info.sasl_port}",
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "listener.security.protocol.map":
+                "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT",
+            # Clients that must authenticate (tests of broker_credentials).
+            "sasl.enabled.mechanisms": "PLAIN",
+            "listener.name.sasl_plaintext.plain.sasl.jaas.config":
+                "org.apache.kafka.common.security.plain.PlainLoginModule required "
+                f'user_{SASL_USER}="{SASL_PASSWORD}";',
             "log.dirs": self._node_dir(info.node_id) / "data",
             # fluvial creates every topic it uses; auto-creation would hide bugs.
             "auto.create.topics.enable": "false",

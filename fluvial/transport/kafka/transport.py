@@ -11,7 +11,12 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from ...exceptions import BrokerUnreachable, PartitionCountMismatch, TransportError
+from ...exceptions import (
+    AuthenticationFailed,
+    BrokerUnreachable,
+    PartitionCountMismatch,
+    TransportError,
+)
 from ...types import TopicSpec
 from ._config import bootstrap_servers, client_config, describe_error
 from .consumer import KafkaConsumer
@@ -50,6 +55,8 @@ class KafkaTransport:
         """Check the broker is reachable; raise BrokerUnreachable otherwise."""
         try:
             await self._metadata()
+        except AuthenticationFailed:
+            raise
         except TransportError as exc:
             raise BrokerUnreachable(
                 f"No Kafka broker answered at {self.bootstrap_servers} within "
@@ -176,15 +183,28 @@ class KafkaTransport:
     async def _metadata(self) -> Any:
         """Cluster metadata (all topics: asking for one name could auto-create it)."""
         admin = self._admin_client()
-        timeout = self.connect_timeout_s
         loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.connect_timeout_s
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            try:
-                return await loop.run_in_executor(pool, lambda: admin.list_topics(timeout=timeout))
-            except KafkaException as exc:
-                detail = describe_error(exc)
-                if self._last_error is not None:
-                    detail += f"; last connection error: {self._last_error.str()}"
-                raise TransportError(detail) from exc
-            finally:
-                admin.poll(0)  # serves queued log lines to Python logging
+            # Ask in short slices: between them, librdkafka's error callback tells
+            # an authentication failure apart from an absent broker at once.
+            while True:
+                slice_s = max(0.1, min(1.0, deadline - loop.time()))
+                try:
+                    return await loop.run_in_executor(
+                        pool, lambda: admin.list_topics(timeout=slice_s))
+                except KafkaException as exc:
+                    admin.poll(0)  # serves queued errors and log lines
+                    last = self._last_error
+                    if last is not None and last.code() == KafkaError._AUTHENTICATION:
+                        raise AuthenticationFailed(
+                            f"The Kafka broker at {self.bootstrap_servers} refused the "
+                            f"credentials: {last.str()}. Check broker_credentials."
+                        ) from exc
+                    if loop.time() >= deadline:
+                        detail = describe_error(exc)
+                        if last is not None:
+                            detail += f"; last connection error: {last.str()}"
+                        raise TransportError(detail) from exc
+                finally:
+                    admin.poll(0)
