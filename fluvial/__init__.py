@@ -17,7 +17,13 @@ from .models import FieldDescriptor, Record
 from .serializers import Schema
 from .streams import Stream
 from .tables import GlobalTable, Table
-from .tables.windows import HoppingWindow, SlidingWindow, TumblingWindow, Window
+from .tables.windows import (
+    HoppingWindow,
+    SessionWindow,
+    SlidingWindow,
+    TumblingWindow,
+    Window,
+)
 from .types import TP, Message, RecordMetadata
 
 __all__ = [
@@ -34,6 +40,7 @@ __all__ = [
     "Record",
     "RecordMetadata",
     "Schema",
+    "SessionWindow",
     "SlidingWindow",
     "Stream",
     "SystemClock",

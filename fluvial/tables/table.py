@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from ..app import App
     from ..channels import Topic
     from ..types import Message, RecordMetadata
+    from .sessions import SessionWrapper
     from .windowed import WindowState, WindowWrapper
     from .windows import Seconds, Window
 
@@ -272,6 +273,23 @@ class Table(MutableMapping[Any, Any]):
 
         return self.using_window(SlidingWindow(before, after, expires), grace=grace,
                                  idle_timeout=idle_timeout)
+
+    def session(self, gap: Seconds, expires: Seconds | None = None, *,
+                merge: Callable[[Any, Any], Any] | None = None, grace: Seconds = 0.0,
+                idle_timeout: Seconds | None = 60.0) -> SessionWrapper:
+        """Per key, one window per burst of events less than ``gap`` seconds apart.
+
+        Sessions that an event bridges merge with ``merge`` (default ``+``);
+        see :mod:`.sessions`.
+        """
+        import operator
+
+        from .sessions import use_session_window
+        from .windows import SessionWindow
+
+        return use_session_window(self, SessionWindow(gap, expires),
+                                  merge=merge or operator.add, grace=grace,
+                                  idle_timeout=idle_timeout)
 
     # -- changelog ----------------------------------------------------------------
 

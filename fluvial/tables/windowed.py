@@ -56,6 +56,17 @@ RelativeHandler = Callable[[Event | None], "float | datetime"]
 def use_window(table: Table, window: Window, *, grace: Seconds = 0.0,
                idle_timeout: Seconds | None = 60.0) -> WindowWrapper:
     """Turn ``table`` into a windowed table (Faust mutates the table the same way)."""
+    install_window(table, window, WindowState(table, window, grace=want_seconds(grace),
+                                              idle_timeout=_seconds_or_none(idle_timeout)))
+    return WindowWrapper(table)
+
+
+def _seconds_or_none(value: Seconds | None) -> float | None:
+    return None if value is None else want_seconds(value)
+
+
+def install_window(table: Table, window: Window, state: WindowState) -> None:
+    """Make ``table`` windowed by ``window``, closed and expired by ``state``."""
     if table._windowing is not None:
         raise ImproperlyConfigured(f"Table {table.name!r} is already windowed")
     if table._parts:
@@ -68,12 +79,9 @@ def use_window(table: Table, window: Window, *, grace: Seconds = 0.0,
     if window.expires is not None and topic.retention is None:
         topic.retention = window.expires
     table.decode_key = _windowed_key_decoder(table.key_type)
-    table._windowing = WindowState(table, window, grace=want_seconds(grace),
-                                   idle_timeout=None if idle_timeout is None
-                                   else want_seconds(idle_timeout))
-    if idle_timeout is not None:
-        table.app.timer(min(want_seconds(idle_timeout), 1.0))(table._windowing.tick)
-    return WindowWrapper(table)
+    table._windowing = state
+    if state.idle_timeout is not None:
+        table.app.timer(min(state.idle_timeout, 1.0))(state.tick)
 
 
 def _windowed_key_decoder(key_type: Any) -> Callable[[bytes | None], Any]:
@@ -103,7 +111,7 @@ class _PartitionWindows:
     """Stream time and the open and closed windows of one table partition."""
 
     __slots__ = ("closed", "expiring", "idle_base", "last_write_at", "open", "open_keys",
-                 "stream_time")
+                 "sessions", "stream_time")
 
     def __init__(self, now: float) -> None:
         self.stream_time = float("-inf")
@@ -114,6 +122,8 @@ class _PartitionWindows:
         self.open_keys: dict[WindowRange, set[Any]] = {}
         self.expiring: list[tuple[float, WindowRange]] = []  # heap by expiry time
         self.closed: dict[WindowRange, set[Any]] = {}
+        #: Session windows only: each key's sessions (open and closed), oldest first.
+        self.sessions: dict[Any, list[WindowRange]] = {}
 
 
 class WindowState:
@@ -159,7 +169,7 @@ class WindowState:
         for full_key in store:
             key, window_range = full_key
             by_range.setdefault(window_range, set()).add(key)
-        part.stream_time = part.idle_base = max(window.earliest_event(r) for r in by_range)
+        part.stream_time = part.idle_base = max(window.stream_time_floor(r) for r in by_range)
         for window_range, keys in by_range.items():
             closes_at = window.closes_at(window_range)
             if closes_at + self.grace < part.stream_time:
@@ -222,6 +232,10 @@ class WindowState:
             for key in part.closed.pop(window_range, set()):
                 if store is not None and (key, window_range) in store:
                     self.table._del_in(partition, (key, window_range))
+                self._expired(part, key, window_range)
+
+    def _expired(self, part: _PartitionWindows, key: Any, window_range: WindowRange) -> None:
+        """Hook: ``(key, window_range)`` was deleted for good."""
 
     def _track_closed(self, part: _PartitionWindows, window_range: WindowRange,
                       keys: set[Any]) -> None:
@@ -281,24 +295,26 @@ class WindowSet:
 
     def value(self, event: Event | None = None) -> Any:
         """The value in the window per the table's time relativity."""
-        window = _window_of(self.table)
-        return self.table[self.key, window.current(self.wrapper.get_timestamp(
-            event or self.event))]
+        timestamp = self.wrapper.get_timestamp(event or self.event)
+        return self._read(self.wrapper._range_at(self.key, timestamp))
 
     def current(self, event: Event | None = None) -> Any:
         """The value in the window of the event's message timestamp."""
-        window = _window_of(self.table)
-        return self.table[self.key, window.current(_event_time(event or self.event))]
+        return self._read(self.wrapper._range_at(self.key, _event_time(event or self.event)))
 
     def now(self) -> Any:
         """The value in the window of wall-clock now (the app's clock)."""
-        window = _window_of(self.table)
-        return self.table[self.key, window.earliest(self.table.app.clock.time())]
+        return self._read(self.wrapper._range_now(self.key, self.table.app.clock.time()))
 
     def delta(self, d: Seconds, event: Event | None = None) -> Any:
         """The value in the window ``d`` seconds before the event's message timestamp."""
-        window = _window_of(self.table)
-        return self.table[self.key, window.delta(_event_time(event or self.event), d)]
+        timestamp = _event_time(event or self.event) - want_seconds(d)
+        return self._read(self.wrapper._range_at(self.key, timestamp))
+
+    def _read(self, window_range: WindowRange | None) -> Any:
+        if window_range is None:
+            return self.table.__missing__(self.key)
+        return self.table[self.key, window_range]
 
     def __getitem__(self, w: Any) -> Any:
         if isinstance(w, Event):
@@ -494,7 +510,16 @@ class WindowWrapper:
                 del table[full_key]
 
     def __contains__(self, key: object) -> bool:
-        return (key, self.window.current(self.get_timestamp())) in self.table
+        window_range = self._range_at(key, self.get_timestamp())
+        return window_range is not None and (key, window_range) in self.table
+
+    def _range_at(self, key: Any, timestamp: float) -> WindowRange | None:
+        """The window of ``key`` that ``.current()``/``.value()`` read at ``timestamp``."""
+        return self.window.current(timestamp)
+
+    def _range_now(self, key: Any, now: float) -> WindowRange | None:
+        """The window of ``key`` that ``.now()`` reads at wall-clock ``now``."""
+        return self.window.earliest(now)
 
     # -- views ----------------------------------------------------------------------
 
@@ -521,11 +546,15 @@ class WindowWrapper:
         """``(key, value)`` in the window per relativity; also ``.now()``, ``.current()``."""
         return WindowedView(self, event or current_event(), lambda k, v: (k, v))
 
-    def _items_in(self, pick: Callable[[Any], WindowRange]) -> Iterator[tuple[Any, Any]]:
+    def _items_in(self, pick: Callable[[Any], WindowRange | None]
+                  ) -> Iterator[tuple[Any, Any]]:
         table = self.table
         for key in self._keys():
+            window_range = pick(key)
+            if window_range is None:
+                continue
             try:
-                yield key, table[key, pick(key)]
+                yield key, table[key, window_range]
             except KeyError:
                 pass
 
@@ -566,30 +595,26 @@ class WindowedView:
 
     def __iter__(self) -> Iterator[Any]:
         wrapper = self._wrapper
-        window = wrapper.window
         timestamp = wrapper.get_timestamp(self.event)
-        return self._shaped(wrapper._items_in(lambda key: window.current(timestamp)))
+        return self._shaped(wrapper._items_in(lambda key: wrapper._range_at(key, timestamp)))
 
     def __len__(self) -> int:
         return len(self._wrapper)
 
     def now(self) -> Iterator[Any]:
         wrapper = self._wrapper
-        window = wrapper.window
         now = wrapper.table.app.clock.time()
-        return self._shaped(wrapper._items_in(lambda key: window.earliest(now)))
+        return self._shaped(wrapper._items_in(lambda key: wrapper._range_now(key, now)))
 
     def current(self, event: Event | None = None) -> Iterator[Any]:
         wrapper = self._wrapper
-        window = wrapper.window
         timestamp = _event_time(event or self.event)
-        return self._shaped(wrapper._items_in(lambda key: window.current(timestamp)))
+        return self._shaped(wrapper._items_in(lambda key: wrapper._range_at(key, timestamp)))
 
     def delta(self, d: Seconds, event: Event | None = None) -> Iterator[Any]:
         wrapper = self._wrapper
-        window = wrapper.window
-        timestamp = _event_time(event or self.event)
-        return self._shaped(wrapper._items_in(lambda key: window.delta(timestamp, d)))
+        timestamp = _event_time(event or self.event) - want_seconds(d)
+        return self._shaped(wrapper._items_in(lambda key: wrapper._range_at(key, timestamp)))
 
 
 def _window_of(table: Table) -> Window:

@@ -11,6 +11,16 @@ end ``start + size``.
 [(10.0, 19.9)]
 >>> HoppingWindow(10, 5).ranges(12.0)
 [(5.0, 14.9), (10.0, 19.9)]
+
+A session window has no fixed ranges: its range is ``(first event, last
+event)`` of a burst of events less than ``gap`` seconds apart, and the table
+(:mod:`.sessions`) grows and merges it as events arrive.
+
+>>> s = SessionWindow(30)
+>>> s.joins((100.0, 110.0), 139.0), s.joins((100.0, 110.0), 140.0)
+(True, False)
+>>> s.closes_at((100.0, 110.0))
+140.0
 """
 
 from __future__ import annotations
@@ -24,6 +34,7 @@ from ..exceptions import ImproperlyConfigured
 __all__ = [
     "HoppingWindow",
     "Seconds",
+    "SessionWindow",
     "SlidingWindow",
     "TumblingWindow",
     "Window",
@@ -73,6 +84,10 @@ class Window:
     def earliest_event(self, window_range: WindowRange) -> float:
         """The earliest timestamp of an event that updates ``window_range``."""
         raise NotImplementedError
+
+    def stream_time_floor(self, window_range: WindowRange) -> float:
+        """A time the stream has reached in a partition that holds ``window_range``."""
+        return self.earliest_event(window_range)
 
     def stale(self, timestamp: float, latest_timestamp: float) -> bool:
         """Faust's test: a window ending at ``timestamp`` has expired at ``latest_timestamp``."""
@@ -171,3 +186,53 @@ class SlidingWindow(Window):
         if not self.expires:
             return False
         return timestamp <= latest_timestamp - self.expires
+
+
+class SessionWindow(Window):
+    """Per key, a burst of events each less than ``gap`` seconds after the one before.
+
+    An event at ``t`` joins a session ``(start, end)`` when
+    ``start - gap < t < end + gap``: it extends the session, or bridges two
+    sessions into one. No event can join a session once the stream time has
+    passed ``end + gap``, so that is when it closes (plus the table's grace).
+    :meth:`ranges` and :meth:`current` give the session an event at ``t``
+    would start on its own; which sessions exist is the table's business.
+    """
+
+    def __init__(self, gap: Seconds, expires: Seconds | None = None) -> None:
+        self.gap = want_seconds(gap)
+        if self.gap <= 0:
+            raise ImproperlyConfigured(f"Session gap must be > 0 seconds, got {self.gap}")
+        self.expires = want_seconds(expires) if expires else None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(gap={self.gap}, expires={self.expires})"
+
+    def joins(self, window_range: WindowRange, timestamp: float) -> bool:
+        """Does an event at ``timestamp`` belong to the session ``window_range``?"""
+        start, end = window_range
+        return start - self.gap < timestamp < end + self.gap
+
+    def ranges(self, timestamp: float) -> list[WindowRange]:
+        return [self.current(timestamp)]
+
+    def current(self, timestamp: float) -> WindowRange:
+        return (timestamp, timestamp)
+
+    def earliest(self, timestamp: float) -> WindowRange:
+        return self.current(timestamp)
+
+    def closes_at(self, window_range: WindowRange) -> float:
+        return window_range[1] + self.gap
+
+    def earliest_event(self, window_range: WindowRange) -> float:
+        return window_range[0]
+
+    def stream_time_floor(self, window_range: WindowRange) -> float:
+        # A session's end is the timestamp of its latest event.
+        return window_range[1]
+
+    def stale(self, timestamp: float, latest_timestamp: float) -> bool:
+        if not self.expires:
+            return False
+        return timestamp + self.gap + self.expires <= latest_timestamp
