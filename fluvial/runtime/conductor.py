@@ -63,6 +63,8 @@ class Conductor:
         self._full: set[EventBuffer] = set()
         self._drained = asyncio.Event()
         self._assignment: set[TP] = set()
+        #: Partition numbers whose tables are being restored: paused until they are.
+        self._recovering: set[int] = set()
         self._since_checkpoint = 0
         self._checkpoint_due = False
         self._checkpoint_lock = asyncio.Lock()
@@ -96,6 +98,10 @@ class Conductor:
 
     def assignment(self) -> set[TP]:
         return set(self._assignment)
+
+    def recovering(self) -> set[int]:
+        """Partition numbers held back until their tables are restored."""
+        return set(self._recovering)
 
     def paused_topics(self) -> set[str]:
         """Topics whose partitions are paused because a reader's buffer stayed full."""
@@ -134,6 +140,7 @@ class Conductor:
                 await asyncio.sleep(0)
         finally:
             self._running = False
+            await self.app.tables.stop_recovery()
 
     async def _resubscribe(self) -> None:
         self._resubscribe_needed = False
@@ -276,7 +283,8 @@ class Conductor:
             holders.discard(buffer)
             if not holders:
                 del self._paused[topic]
-                to_resume.extend(tp for tp in self._assignment if tp.topic == topic)
+                to_resume.extend(tp for tp in self._assignment
+                                 if tp.topic == topic and tp.partition not in self._recovering)
         if to_resume and self.consumer is not None:
             self.consumer.resume(to_resume)
 
@@ -310,15 +318,32 @@ class Conductor:
             self.fail(exc)
         self.tracker.forget(revoked)
         self._assignment -= revoked
+        self._recovering -= {tp.partition for tp in revoked}
         await self.app.tables.on_partitions_revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TP]) -> None:
         logger.info("Partitions assigned: %s", _fmt(assigned))
         self._assignment |= assigned
-        await self.app.tables.on_partitions_assigned(assigned)
-        paused = [tp for tp in assigned if tp.topic in self._paused]
+        # Tables behind their changelog are restored in the background; their
+        # partitions stay paused until then, the others are processed at once.
+        # No await between this and the pause below: the restore task cannot
+        # report a partition before it is paused.
+        recovering = await self.app.tables.on_partitions_assigned(
+            assigned, on_restored=self._on_restored)
+        self._recovering |= recovering
+        paused = [tp for tp in self._assignment
+                  if tp.topic in self._paused or tp.partition in self._recovering]
         if paused and self.consumer is not None:
             self.consumer.pause(paused)
+
+    async def _on_restored(self, partitions: set[int]) -> None:
+        """The tables of ``partitions`` are restored: process their events."""
+        self._recovering -= partitions
+        resumed = [tp for tp in self._assignment
+                   if tp.partition in partitions and tp.topic not in self._paused]
+        logger.info("Tables restored; partitions resumed: %s", _fmt(set(resumed)))
+        if resumed and self.consumer is not None:
+            self.consumer.resume(resumed)
 
 
 def _fmt(tps: set[TP]) -> str:

@@ -1,13 +1,14 @@
-"""The tables of an app: changelog flushing at checkpoints, recovery on assignment."""
+"""The tables of an app: changelog flushing at checkpoints, recovery on assignment
+(in the background, see :mod:`fluvial.tables.recovery`)."""
 
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING
 
 from ..types import TP
+from .recovery import ChangelogReader, Restoring
 
 if TYPE_CHECKING:
     from ..app import App
@@ -16,8 +17,6 @@ if TYPE_CHECKING:
 __all__ = ["TableManager"]
 
 logger = logging.getLogger(__name__)
-
-RESTORE_BATCH = 50_000
 
 
 class TableManager:
@@ -28,6 +27,8 @@ class TableManager:
         self._tables: dict[str, Table] = {}
         #: Changelog records applied by the most recent recovery.
         self.last_restored = 0
+        self._reader: ChangelogReader | None = None
+        self._on_restored: Callable[[set[int]], Awaitable[None]] | None = None
 
     def add(self, table: Table) -> Table:
         if table.name in self._tables:
@@ -62,67 +63,79 @@ class TableManager:
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         partitions = {tp.partition for tp in revoked}
+        if self._reader is not None:
+            self._reader.cancel(partitions)
         for table in self._tables.values():
             for partition in partitions:
                 table.drop_partition(partition)
 
-    async def on_partitions_assigned(self, assigned: set[TP]) -> None:
-        """Restore the assigned partitions of every table from their changelogs."""
-        if not self._tables:
-            return
-        partitions = {tp.partition for tp in assigned}
-        wanted: dict[TP, Table] = {}
-        for table in self._tables.values():
-            for partition in sorted(partitions):
-                if partition < table.partitions:
-                    wanted[TP(table.changelog_topic_name, partition)] = table
-        if wanted:
-            await self.restore(wanted)
+    async def on_partitions_assigned(
+        self, assigned: set[TP], *,
+        on_restored: Callable[[set[int]], Awaitable[None]] | None = None,
+    ) -> set[int]:
+        """Open the assigned table partitions; start recovering those behind their changelog.
 
-    async def restore(self, wanted: dict[TP, Table]) -> None:
-        transport = self.app.transport
-        consumer = transport.create_consumer(None, client_id=f"{self.app.conf.id}-restore")
-        await consumer.start()
-        started = time.monotonic()
-        try:
-            ends = await consumer.end_offsets(wanted)
-            starts: dict[TP, int] = {}
-            for tp, table in wanted.items():
-                done = table.open_partition(tp.partition).changelog_offset
-                starts[tp] = 0 if done is None else done + 1
-            todo = {tp: ends[tp] for tp in wanted if ends.get(tp, 0) > starts[tp]}
-            total = sum(ends[tp] - starts[tp] for tp in todo)
-            if todo:
-                consumer.assign({tp: starts[tp] for tp in todo})
-                logger.info("Recovering %d changelog records for %d partitions",
-                            total, len(todo))
-                restored = 0
-                idle = 0
-                while todo:
-                    batch = await consumer.getmany(RESTORE_BATCH, 1.0)
-                    idle = 0 if batch else idle + 1
-                    if idle >= 5:
-                        # The tail is made of records we never see (compacted
-                        # away, transaction markers): what could be read was.
-                        logger.warning("Changelog partitions %s end before their high-water "
-                                       "mark; recovery stops there", sorted(todo))
-                        break
-                    by_tp: dict[TP, list] = {}  # type: ignore[type-arg]
-                    for message in batch:
-                        tp = TP(message.topic, message.partition)
-                        if tp in todo and message.offset < todo[tp]:
-                            by_tp.setdefault(tp, []).append(message)
-                    for tp, messages in by_tp.items():
-                        wanted[tp].apply_changelog(tp.partition, messages)
-                        restored += len(messages)
-                        if messages[-1].offset + 1 >= todo[tp]:
-                            del todo[tp]
-                elapsed = time.monotonic() - started
-                self.last_restored = restored
-                logger.info("Recovered %d records in %.2fs", restored, elapsed)
-            else:
-                self.last_restored = 0
-        finally:
-            await consumer.stop()
-        for table in set(wanted.values()):
+        Returns the partition numbers being recovered in the background: the
+        caller must not process events of those partitions until
+        ``on_restored`` is awaited with them. Without ``on_restored`` (no
+        conductor to pause partitions), waits until every partition is restored.
+        """
+        if not self._tables:
+            return set()
+        partitions = {tp.partition for tp in assigned}
+        wanted: list[tuple[Table, int]] = [
+            (table, partition)
+            for table in self._tables.values()
+            for partition in sorted(partitions)
+            if partition < table.partitions
+        ]
+        if not wanted:
+            return set()
+        reader = self._reader_for(on_restored)
+        ends = await reader.end_offsets([TP(t.changelog_topic_name, p) for t, p in wanted])
+        behind: list[Restoring] = []
+        for table, partition in wanted:
+            done = table.open_partition(partition).changelog_offset
+            start = 0 if done is None else done + 1
+            end = ends.get(TP(table.changelog_topic_name, partition), 0)
+            if end > start:
+                behind.append(Restoring(table, partition, start, end))
+        busy = {r.table for r in behind}
+        for table in {t for t, _ in wanted} - busy:
             await table.call_recover_callbacks()
+        if not behind:
+            return set()
+        reader.add(behind)
+        if on_restored is None:
+            await reader.wait_idle()
+            if reader.error is not None:
+                raise reader.error
+            return set()
+        return reader.partitions
+
+    def _reader_for(self, on_restored: Callable[[set[int]], Awaitable[None]] | None
+                    ) -> ChangelogReader:
+        if on_restored is not None:
+            self._on_restored = on_restored
+        if self._reader is None:
+            self._reader = ChangelogReader(self.app, on_restored=self._restored,
+                                           on_error=self._recovery_failed)
+        return self._reader
+
+    async def _restored(self, partitions: set[int]) -> None:
+        if self._on_restored is not None:
+            await self._on_restored(partitions)
+
+    def _recovery_failed(self, exc: BaseException) -> None:
+        self.app._on_fatal(exc)
+
+    @property
+    def recovering(self) -> set[int]:
+        """Partition numbers whose tables are still being restored."""
+        return self._reader.partitions if self._reader is not None else set()
+
+    async def stop_recovery(self) -> None:
+        """Cancel any recovery and release the restore consumer (idempotent)."""
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            await reader.stop()

@@ -1,0 +1,335 @@
+"""Changelog recovery in the background, one partition at a time ready.
+
+On assignment the :class:`~fluvial.tables.manager.TableManager` compares each
+table partition's stored changelog offset with the changelog's end. Current
+partitions are processed at once; the others are handed to the
+:class:`ChangelogReader`, which reads all of them with one restore consumer
+(manual ``assign``, large batches) in a task of its own and reports each
+source partition number as soon as every table partition of that number is
+restored. The conductor keeps those partitions paused until then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from ..types import TP, ConsumerT, Message
+
+if TYPE_CHECKING:
+    from ..app import App
+    from .table import Table
+
+__all__ = ["ChangelogReader", "RecoveryProgress", "Restoring"]
+
+logger = logging.getLogger(__name__)
+
+#: Records asked for per fetch of the restore consumer.
+RESTORE_BATCH = 50_000
+#: Seconds between two progress lines in the log.
+LOG_EVERY_S = 2.0
+#: Seconds without any record before the remaining partitions count as read:
+#: their tail is made of records a consumer never sees (transaction markers).
+IDLE_GIVE_UP_S = 5.0
+
+
+class Restoring:
+    """One changelog partition being replayed into one table partition."""
+
+    __slots__ = ("end", "next_offset", "partition", "table", "tp")
+
+    def __init__(self, table: Table, partition: int, next_offset: int, end: int) -> None:
+        self.table = table
+        self.partition = partition
+        self.tp = TP(table.changelog_topic_name, partition)
+        self.next_offset = next_offset
+        self.end = end
+
+    @property
+    def left(self) -> int:
+        return max(self.end - self.next_offset, 0)
+
+
+class RecoveryProgress:
+    """Records restored of the total, rate and ETA: in the log, and as a bar on a terminal."""
+
+    def __init__(self, *, terminal: bool | None = None, console: Any = None) -> None:
+        self.total = 0
+        self.done = 0
+        self.started = time.monotonic()
+        self._logged = self.started
+        self._drawn = 0.0
+        if terminal is None:
+            terminal = console is not None or sys.stderr.isatty()
+        self._bar: Any = None
+        self._task: Any = None
+        if terminal:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+
+            self._bar = Progress(
+                TextColumn("recovering tables"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]} records/s"),
+                TimeRemainingColumn(),
+                console=console or Console(stderr=True),
+                auto_refresh=False,
+                transient=False,
+            )
+            self._task = self._bar.add_task("recovery", total=0, rate="-")
+            self._bar.start()
+
+    @property
+    def rate(self) -> float:
+        elapsed = time.monotonic() - self.started
+        return self.done / elapsed if elapsed > 0 else 0.0
+
+    def add(self, records: int) -> None:
+        self.total += records
+
+    def advance(self, records: int) -> None:
+        self.done += records
+        now = time.monotonic()
+        if now - self._logged >= LOG_EVERY_S:
+            self._logged = now
+            left = max(self.total - self.done, 0)
+            rate = self.rate
+            eta = left / rate if rate > 0 else float("inf")
+            logger.info("Recovery: %d of %d changelog records restored, %d left, "
+                        "%.0f records/s, ETA %.1fs", self.done, self.total, left, rate, eta)
+        if self._bar is not None and now - self._drawn >= 0.1:
+            self._drawn = now
+            self._draw()
+
+    def _draw(self) -> None:
+        self._bar.update(self._task, total=self.total, completed=self.done,
+                         rate=f"{self.rate:,.0f}")
+        self._bar.refresh()
+
+    def finish(self, partitions: int) -> None:
+        elapsed = time.monotonic() - self.started
+        logger.info("Recovery: %d changelog records restored into %d table partitions in "
+                    "%.2fs (%.0f records/s)", self.done, partitions, elapsed, self.rate)
+        self.close()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._draw()
+            self._bar.stop()
+            self._bar = None
+
+
+class ChangelogReader:
+    """Replays changelog partitions with one restore consumer, in a task it owns.
+
+    ``on_restored(partitions)`` is awaited with the partition numbers whose
+    every pending table partition is restored (after the ``on_recover``
+    callbacks of tables with nothing left to restore); ``on_error`` hears of a
+    failure, which ends the recovery.
+    """
+
+    def __init__(self, app: App, *, on_restored: Callable[[set[int]], Awaitable[None]],
+                 on_error: Callable[[BaseException], None]) -> None:
+        self.app = app
+        self._on_restored = on_restored
+        self._on_error = on_error
+        self._consumer: ConsumerT | None = None
+        self._pending: dict[TP, Restoring] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._progress: RecoveryProgress | None = None
+        self._restored_partitions = 0
+        self._stopped = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+        #: The failure that ended the most recent recovery, if any.
+        self.error: BaseException | None = None
+        #: Changelog records applied by the current (or most recent) recovery.
+        self.restored = 0
+
+    @property
+    def partitions(self) -> set[int]:
+        """Partition numbers with a table partition still being restored."""
+        return {r.partition for r in self._pending.values()}
+
+    @property
+    def active(self) -> bool:
+        return bool(self._pending)
+
+    async def consumer(self) -> ConsumerT:
+        """The restore consumer, started on first use and kept until :meth:`stop`."""
+        if self._consumer is None:
+            consumer = self.app.transport.create_consumer(
+                None, client_id=f"{self.app.conf.id}-restore", batch_size=RESTORE_BATCH,
+            )
+            await consumer.start()
+            self._consumer = consumer
+        return self._consumer
+
+    async def end_offsets(self, tps: Iterable[TP]) -> dict[TP, int]:
+        consumer = await self.consumer()
+        return await consumer.end_offsets(tps)
+
+    def add(self, restoring: list[Restoring]) -> None:
+        """Start replaying these partitions; never waits (the work is in the task)."""
+        if not restoring:
+            return
+        if self._stopped or self._consumer is None:
+            raise RuntimeError("ChangelogReader.add() after stop() or before consumer()")
+        self._idle.clear()
+        if self._task is None:
+            self.error = None
+            self.restored = 0
+            self._restored_partitions = 0
+            self._progress = RecoveryProgress()
+        assert self._progress is not None
+        for item in restoring:
+            self._pending[item.tp] = item
+            self._progress.add(item.left)
+        logger.info("Recovering %d changelog records for %d table partitions in the background",
+                    sum(r.left for r in restoring), len(restoring))
+        self._reassign()
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(),
+                                                                name="changelog-recovery")
+
+    def cancel(self, partitions: set[int]) -> None:
+        """Stop restoring these partition numbers (revoked); what was applied stays applied."""
+        gone = [tp for tp, r in self._pending.items() if r.partition in partitions]
+        if not gone:
+            return
+        for tp in gone:
+            item = self._pending.pop(tp)
+            if self._progress is not None:
+                self._progress.total -= item.left
+        logger.info("Recovery of %d revoked table partitions cancelled", len(gone))
+        self._reassign()
+
+    def _reassign(self) -> None:
+        if self._consumer is not None and not self._stopped:
+            self._consumer.assign({tp: r.next_offset for tp, r in self._pending.items()})
+
+    async def wait_idle(self) -> None:
+        """Wait until nothing is left to restore (done, cancelled, failed or stopped)."""
+        await self._idle.wait()
+
+    async def stop(self) -> None:
+        """Cancel the recovery task and release the restore consumer (idempotent)."""
+        self._stopped = True
+        self._pending.clear()
+        task, self._task = self._task, None
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+        if self._progress is not None:
+            self._progress.close()
+            self._progress = None
+        consumer, self._consumer = self._consumer, None
+        self._idle.set()
+        if consumer is not None:
+            await consumer.stop()
+
+    # -- the task ---------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        try:
+            await self._replay()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            logger.error("Changelog recovery failed: %r", exc)
+            self.error = exc
+            self._pending.clear()
+            self._on_error(exc)
+        finally:
+            if self._task is asyncio.current_task():
+                self._task = None
+                self._idle.set()
+
+    async def _replay(self) -> None:
+        consumer = self._consumer
+        progress = self._progress
+        assert consumer is not None and progress is not None
+        pending = self._pending
+        idle_since = time.monotonic()
+        while pending:
+            batch = await consumer.getmany(RESTORE_BATCH, 0.5)
+            if batch:
+                idle_since = time.monotonic()
+                finished = self._apply(batch)
+            else:
+                finished = []
+                if time.monotonic() - idle_since >= IDLE_GIVE_UP_S:
+                    logger.warning("Changelog partitions %s end before their high-water mark; "
+                                   "recovery stops there", sorted(pending))
+                    finished = list(pending.values())
+                    for item in finished:
+                        del pending[item.tp]
+            if finished:
+                await self._finished(finished)
+        progress.finish(self._restored_partitions)
+        self.app.tables.last_restored = self.restored
+        self._progress = None
+
+    def _apply(self, batch: list[Message]) -> list[Restoring]:
+        """Apply a fetched batch; returns the table partitions it completed."""
+        pending = self._pending
+        finished: list[Restoring] = []
+        applied = 0
+        # Fetched batches hold long runs of one partition: split at run boundaries
+        # instead of building a key per record.
+        start = 0
+        n = len(batch)
+        while start < n:
+            first = batch[start]
+            topic, partition = first.topic, first.partition
+            end = start + 1
+            while end < n:
+                m = batch[end]
+                if m.partition != partition or m.topic != topic:
+                    break
+                end += 1
+            item = pending.get(TP(topic, partition))
+            if item is not None:
+                run = batch[start:end]
+                if run[0].offset < item.next_offset or run[-1].offset >= item.end:
+                    run = [m for m in run if item.next_offset <= m.offset < item.end]
+                if run:
+                    item.table.apply_changelog(partition, run)
+                    applied += len(run)
+                    item.next_offset = run[-1].offset + 1
+                if item.next_offset >= item.end:
+                    del pending[item.tp]
+                    finished.append(item)
+            start = end
+        self.restored += applied
+        if self._progress is not None:
+            self._progress.advance(applied)
+        return finished
+
+    async def _finished(self, finished: list[Restoring]) -> None:
+        self._restored_partitions += len(finished)
+        if self._pending and self._consumer is not None:
+            # Pausing (not re-assigning) keeps what was prefetched for the others.
+            self._consumer.pause([r.tp for r in finished])
+        busy_tables = {r.table for r in self._pending.values()}
+        for table in {r.table for r in finished} - busy_tables:
+            await table.call_recover_callbacks()
+        # Re-read after the callbacks: a rebalance may have come in meanwhile.
+        busy = self.partitions
+        ready = {r.partition for r in finished} - busy
+        if ready:
+            await self._on_restored(ready)

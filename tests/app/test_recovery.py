@@ -1,0 +1,183 @@
+"""Recovery in the background: current partitions never wait, restored ones resume."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+import fluvial as faust
+from fluvial.tables import recovery
+from fluvial.tables.recovery import RecoveryProgress
+from fluvial.types import TP, Message
+
+from .conftest import eventually
+
+
+async def fill_changelog(app: faust.App, table: Any, partition: int, key: str, n: int) -> None:
+    """``n`` changelog records of ``key`` in ``partition`` (values 1..n): the last one wins."""
+    await app.declare_topics([table.changelog_topic])
+    producer = app.transport.create_producer()
+    await producer.start()
+    try:
+        encoded = table.encode_key(key)
+        for i in range(1, n + 1):
+            producer.send_soon(table.changelog_topic_name, encoded, str(i).encode(),
+                               partition=partition)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+def build(name: str, topic_name: str, broker_url: str, gate: asyncio.Event
+          ) -> tuple[faust.App, Any, Any, list[tuple[int, str, int]]]:
+    app = faust.App(name, broker=broker_url, topic_partitions=2, broker_commit_interval=0.2)
+    topic = app.topic(topic_name, key_type=str, value_type=int, partitions=2)
+    seen: list[tuple[int, str, int]] = []
+
+    async def recovered() -> None:
+        # Holds the end of partition 1's recovery until the test opens the gate.
+        await gate.wait()
+
+    totals = app.Table("totals", default=int, on_recover=recovered)
+
+    @app.agent(topic)
+    async def add(stream: faust.Stream[int]) -> None:
+        async for event in stream.events():
+            totals[event.key] += event.value
+            seen.append((event.message.partition, event.key, totals[event.key]))
+
+    return app, topic, totals, seen
+
+
+async def test_recovering_partition_does_not_hold_up_a_current_one(
+    broker_url: str, unique: Callable[[str], str]
+) -> None:
+    gate = asyncio.Event()
+    app, topic, totals, seen = build(unique("recovery"), unique("numbers"), broker_url, gate)
+    await app.transport.start()
+    await fill_changelog(app, totals, partition=1, key="b", n=500)
+    await app.declare_topics([topic])
+    # Partition 1's event is sent first: it must still wait for its table.
+    await topic.send(key="b", value=1, partition=1)
+    await topic.send(key="a", value=1, partition=0)
+
+    async with app.running():
+        await eventually(lambda: (0, "a", 1) in seen, message="partition 0 processed")
+        assert app.conductor.recovering() == {1}
+        assert all(partition == 0 for partition, _, _ in seen)
+        store = totals.partition_data(1)
+        assert store is not None and store.get("b") == 500
+        gate.set()
+        await eventually(lambda: len(seen) == 2, message="partition 1 processed once restored")
+        # The agent saw the restored value, never the default.
+        assert seen[1] == (1, "b", 501)
+        assert app.conductor.recovering() == set()
+        assert app.tables.last_restored == 500
+
+
+async def test_revoke_during_recovery_cancels_it(
+    broker_url: str, unique: Callable[[str], str]
+) -> None:
+    """Revoking a partition mid-recovery stops its replay; the others finish."""
+    app = faust.App(unique("revoke"), broker=broker_url, topic_partitions=2)
+    topic = app.topic(unique("numbers"), key_type=str, value_type=int, partitions=2)
+    applied: dict[int, int] = {0: 0, 1: 0}
+    after_revoke: list[int] = []
+    revoked = asyncio.Event()
+    restored: list[set[int]] = []
+    tasks: list[asyncio.Task[None]] = []
+    tp1 = TP(topic.get_topic_name(), 1)
+
+    async def revoke() -> None:
+        await app.tables.on_partitions_revoked({tp1})
+        revoked.set()
+
+    def on_event(message: Message) -> None:
+        if revoked.is_set():
+            after_revoke.append(message.partition)
+        applied[message.partition] += 1
+        if message.partition == 1 and applied[1] == 1:
+            # Comes in while the first batch of partition 1 is applied.
+            tasks.append(asyncio.ensure_future(revoke()))
+
+    totals = app.Table("totals", default=int, on_changelog_event=on_event)
+    await app.transport.start()
+    n = recovery.RESTORE_BATCH * 2
+    await fill_changelog(app, totals, partition=0, key="a", n=1000)
+    await fill_changelog(app, totals, partition=1, key="b", n=n)
+
+    async def on_restored(partitions: set[int]) -> None:
+        restored.append(partitions)
+
+    try:
+        recovering = await app.tables.on_partitions_assigned(
+            {TP(topic.get_topic_name(), 0), tp1}, on_restored=on_restored)
+        assert recovering == {0, 1}
+        await eventually(lambda: revoked.is_set() and not app.tables.recovering,
+                         message="recovery over")
+        assert restored == [{0}]
+        store = totals.partition_data(0)
+        assert store is not None and store.get("a") == 1000
+        assert totals.partition_data(1) is None  # dropped with the revoke
+        assert 0 < applied[1] < n
+        assert 1 not in after_revoke
+        await asyncio.gather(*tasks)
+    finally:
+        await app.tables.stop_recovery()
+        await app.close()
+
+
+def test_progress_is_logged(caplog: pytest.LogCaptureFixture,
+                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(recovery, "LOG_EVERY_S", 0.0)
+    progress = RecoveryProgress(terminal=False)
+    progress.add(1000)
+    with caplog.at_level(logging.INFO, logger="fluvial.tables.recovery"):
+        progress.advance(400)
+        progress.finish(partitions=2)
+    text = caplog.text
+    assert "400 of 1000 changelog records restored, 600 left" in text
+    assert "records/s, ETA" in text
+    assert "400 changelog records restored into 2 table partitions" in text
+
+
+def test_progress_bar_on_a_terminal() -> None:
+    from rich.console import Console
+
+    out = io.StringIO()
+    progress = RecoveryProgress(console=Console(file=out, force_terminal=True, width=100))
+    progress.add(1000)
+    progress.advance(1000)
+    progress.finish(partitions=1)
+    assert "recovering tables" in out.getvalue()
+    assert "1000/1000" in out.getvalue()
+
+
+def test_no_progress_bar_off_a_terminal(capsys: pytest.CaptureFixture[str]) -> None:
+    progress = RecoveryProgress()  # stderr is captured: not a terminal
+    progress.add(10)
+    progress.advance(10)
+    progress.finish(partitions=1)
+    assert capsys.readouterr().err == ""
+
+
+async def test_logged_during_a_worker_run(
+    caplog: pytest.LogCaptureFixture, unique: Callable[[str], str]
+) -> None:
+    gate = asyncio.Event()
+    gate.set()
+    app, topic, totals, seen = build(unique("logged"), unique("numbers"),
+                                     f"memory://{unique('b')}", gate)
+    await app.transport.start()
+    await fill_changelog(app, totals, partition=0, key="a", n=300)
+    with caplog.at_level(logging.INFO):
+        async with app.running():
+            await topic.send(key="a", value=1, partition=0)
+            await eventually(lambda: seen == [(0, "a", 301)], message="restored then processed")
+    assert "Recovering 300 changelog records for 1 table partitions" in caplog.text
+    assert "300 changelog records restored into 1 table partitions" in caplog.text
