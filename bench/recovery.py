@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import fluvial as faust
+from fluvial.runtime.worker import tune_gc
 from fluvial.types import TP
 
 PARTITIONS = 4
@@ -128,6 +129,7 @@ async def restart_time(url: str, keys: int) -> tuple[float, int]:
 
 
 async def run(url: str, label: str, records: int, keys: int, restart_keys: int) -> None:
+    tune_gc()  # as a worker process does
     for store in ("memory://", "rocksdb://"):
         restored, elapsed = await restore_rate(url, records, keys, store)
         print(f"{label:7} restore  store={store:11} {restored:>9,} records in {elapsed:6.2f}s "
