@@ -16,7 +16,7 @@ from .exceptions import FluvialError
 from .models import FieldDescriptor, Record
 from .serializers import Schema
 from .streams import Stream
-from .tables import GlobalTable, Table
+from .tables import GlobalTable, SetGlobalTable, SetTable, Table
 from .tables.windows import (
     HoppingWindow,
     SessionWindow,
@@ -40,6 +40,8 @@ __all__ = [
     "Record",
     "RecordMetadata",
     "Schema",
+    "SetGlobalTable",
+    "SetTable",
     "SessionWindow",
     "SlidingWindow",
     "Stream",

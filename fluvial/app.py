@@ -20,7 +20,7 @@ from .runtime.conductor import Conductor
 from .runtime.scheduling import Scheduler
 from .serializers import Schema
 from .settings import Settings
-from .tables import GlobalTable, Table, TableManager
+from .tables import GlobalTable, SetGlobalTable, SetTable, Table, TableManager
 from .transport import by_url
 from .types import ProducerT, RecordMetadata, TransportT
 
@@ -142,6 +142,20 @@ class App:
                     **kwargs: Any) -> GlobalTable:
         return self.tables.add(GlobalTable(self, name=name, default=default,  # type: ignore[return-value]
                                            partitions=partitions, help=help, **kwargs))
+
+    def SetTable(self, name: str, *, start_manager: bool = False,
+                 partitions: int | None = None, help: str | None = None,
+                 **kwargs: Any) -> SetTable:
+        """A table of sets, changelogged as deltas (``app.SetTable('active_orders')``)."""
+        return self.tables.add(SetTable(self, name=name, start_manager=start_manager,  # type: ignore[return-value]
+                                        partitions=partitions, help=help, **kwargs))
+
+    def SetGlobalTable(self, name: str, *, start_manager: bool = False,
+                       partitions: int | None = None, help: str | None = None,
+                       **kwargs: Any) -> SetGlobalTable:
+        """A set table every worker holds whole."""
+        return self.tables.add(SetGlobalTable(self, name=name, start_manager=start_manager,  # type: ignore[return-value]
+                                              partitions=partitions, help=help, **kwargs))
 
     def task(self, fun: Callable[..., Any] | None = None, *, on_leader: bool = False,
              name: str | None = None) -> Any:

@@ -1,6 +1,14 @@
 """Tables: sharded dictionaries backed by a changelog topic."""
 
 from .manager import TableManager
+from .sets import ChangeloggedSet, SetGlobalTable, SetTable
 from .table import GlobalTable, Table
 
-__all__ = ["GlobalTable", "Table", "TableManager"]
+__all__ = [
+    "ChangeloggedSet",
+    "GlobalTable",
+    "SetGlobalTable",
+    "SetTable",
+    "Table",
+    "TableManager",
+]
