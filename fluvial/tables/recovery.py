@@ -316,6 +316,8 @@ class ChangelogReader:
                     finished.append(item)
             start = end
         self.restored += applied
+        # Kept current, so that whoever sees restored values also sees the count.
+        self.app.tables.last_restored = self.restored
         if self._progress is not None:
             self._progress.advance(applied)
         return finished
