@@ -9,6 +9,7 @@ from . import codecs, exceptions, models, serializers
 from ._version import __version__
 from .agents import Agent
 from .app import App
+from .auth import GSSAPICredentials, OAuthCredentials, SASLCredentials, SSLCredentials
 from .channels import Channel, Topic
 from .clock import SystemClock, VirtualClock
 from .events import Event, current_event
@@ -34,11 +35,15 @@ __all__ = [
     "Event",
     "FieldDescriptor",
     "FluvialError",
+    "GSSAPICredentials",
     "GlobalTable",
     "HoppingWindow",
     "Message",
+    "OAuthCredentials",
     "Record",
     "RecordMetadata",
+    "SASLCredentials",
+    "SSLCredentials",
     "Schema",
     "SetGlobalTable",
     "SetTable",

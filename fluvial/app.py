@@ -241,7 +241,9 @@ class App:
     @property
     def transport(self) -> TransportT:
         if self._transport is None:
-            credentials = dict(self.conf.broker_credentials or {})
+            from .auth import credentials_config
+
+            credentials = credentials_config(self.conf.broker_credentials)
             self._transport = by_url(self.conf.broker, **credentials)
         return self._transport
 
