@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -192,7 +193,7 @@ class KafkaTransport:
                 slice_s = max(0.1, min(1.0, deadline - loop.time()))
                 try:
                     return await loop.run_in_executor(
-                        pool, lambda: admin.list_topics(timeout=slice_s))
+                        pool, functools.partial(admin.list_topics, timeout=slice_s))
                 except KafkaException as exc:
                     admin.poll(0)  # serves queued errors and log lines
                     last = self._last_error
