@@ -78,12 +78,17 @@ class RocksDBStore:
         raw = meta.get(_OFFSET_KEY)
         del meta  # a column-family view keeps the database open
         self.changelog_offset: int | None = int(raw) if raw is not None else None
+        #: Writes since the last checkpoint sent the changelog.
         self._pending: dict[Any, Any] = {}
+        #: Writes whose changelog records are being flushed (see ``seal``).
+        self._flushing: dict[Any, Any] | None = None
 
     # -- mapping ------------------------------------------------------------------
 
     def get(self, key: Any, default: Any = None) -> Any:
         value = self._pending.get(key, _MISSING)
+        if value is _MISSING and self._flushing is not None:
+            value = self._flushing.get(key, _MISSING)
         if value is not _MISSING:
             return default if value is _DELETED else value
         raw = self._db.get(self._key(key))
@@ -114,11 +119,11 @@ class RocksDBStore:
         return value
 
     def keys(self) -> list[Any]:
-        pending = self._pending
+        overlay = {**(self._flushing or {}), **self._pending}
         decode = self._decode_key
         raws = self._db.keys()
-        stored = [k for k in (decode(raw) for raw in raws) if k not in pending]  # type: ignore[arg-type]
-        return stored + [k for k, v in pending.items() if v is not _DELETED]
+        stored = [k for k in (decode(raw) for raw in raws) if k not in overlay]  # type: ignore[arg-type]
+        return stored + [k for k, v in overlay.items() if v is not _DELETED]
 
     def __iter__(self) -> Iterator[Any]:
         return iter(self.keys())
@@ -131,14 +136,27 @@ class RocksDBStore:
 
     # -- persistence ------------------------------------------------------------------
 
+    def seal(self) -> None:
+        """The changelog records of the writes so far were just sent: only these may be
+        persisted at the end of this checkpoint, not writes made while it flushes."""
+        if self._flushing is None:
+            self._flushing, self._pending = self._pending, {}
+        else:
+            self._flushing.update(self._pending)
+            self._pending = {}
+
     def persist(self, changelog_offset: int | None) -> None:
-        """Write the pending changes and the changelog offset they reach, atomically."""
+        """Write the sealed changes and the changelog offset they reach, atomically.
+
+        Without a ``seal`` (a table kind that does not seal), all pending changes.
+        """
         from rocksdict import WriteBatch
 
-        if not self._pending and changelog_offset is None:
+        changes = self._flushing if self._flushing is not None else self._pending
+        if not changes and changelog_offset is None:
             return
         batch = WriteBatch(raw_mode=True)
-        for key, value in self._pending.items():
+        for key, value in changes.items():
             encoded = self._key(key)
             if value is _DELETED:
                 batch.delete(encoded)
@@ -151,7 +169,10 @@ class RocksDBStore:
         if changelog_offset is not None:
             batch.put(_OFFSET_KEY, str(changelog_offset).encode(), self._meta)
         self._db.write(batch)
-        self._pending.clear()
+        if self._flushing is not None:
+            self._flushing = None
+        else:
+            self._pending.clear()
         if changelog_offset is not None:
             self.changelog_offset = changelog_offset
 

@@ -315,6 +315,7 @@ class SetTable(Table):
             if last is not None:
                 # Its offset is the changelog position the store persists with.
                 self._last_sent[partition] = last
+        self._seal_stores()
         return sent
 
     def apply_changelog(self, partition: int, messages: list[Message]) -> None:

@@ -37,8 +37,11 @@ class PartitionStore(Protocol):
 
     def __iter__(self) -> Iterator[Any]: ...
 
+    def seal(self) -> None:
+        """The changelog records of the writes so far were sent (see ``persist``)."""
+
     def persist(self, changelog_offset: int | None) -> None:
-        """Make the writes so far durable, with the changelog offset they reach."""
+        """Make the sealed writes durable, with the changelog offset they reach."""
 
     def apply_changelog(self, messages: list[Message], decode_key: Decoder,
                         decode_value: Decoder) -> None:
@@ -51,6 +54,9 @@ class MemoryStore(dict[Any, Any]):
     """A table partition held in a dict; lost with the process, rebuilt from the changelog."""
 
     changelog_offset: int | None = None
+
+    def seal(self) -> None:
+        pass
 
     def persist(self, changelog_offset: int | None) -> None:
         if changelog_offset is not None:

@@ -317,7 +317,13 @@ class Table(MutableMapping[Any, Any]):
                 else:
                     send(topic, encode_key(key), payload, partition=partition)
                 sent += 1
+        self._seal_stores()
         return sent
+
+    def _seal_stores(self) -> None:
+        """What the changelog was just sent is what the coming ``persist`` may write."""
+        for store in self._parts.values():
+            store.seal()
 
     def persist(self) -> None:
         """After the producer was flushed: make each partition durable up to its changelog."""

@@ -88,5 +88,6 @@ async def test_crash_during_checkpoint_loses_nothing(
     assert not lost, f"updates lost: {lost}"
     duplicates = sum(counts.values()) - N
     # At-least-once: events after the last commit are counted again (their changelog
-    # records may already be out); none is missing.
-    assert 0 <= duplicates <= N
+    # records may already be out), and so are repartitioned copies not yet committed —
+    # each event at most once more per hop (source and repartition topic). None is missing.
+    assert 0 <= duplicates <= 2 * N

@@ -100,3 +100,26 @@ async def test_restart_replays_only_the_changelog_tail(
     async with app3.running():
         await eventually(lambda: dict(counts3.items()) == expected, message="values rebuilt")
         assert app3.tables.last_restored >= 7  # every key, maybe several values of one
+
+
+def test_writes_made_while_flushing_wait_for_the_next_checkpoint(tmp_path: Path) -> None:
+    """persist() writes what was sealed when the changelog was sent, not later writes."""
+    path = tmp_path / "t-0.db"
+    store = open_store(path)
+    store["a"] = 1
+    store.seal()            # the checkpoint sent a=1 to the changelog
+    store["b"] = 2          # written while the producer flushes
+    assert store.get("a") == 1 and store.get("b") == 2
+    store.persist(7)
+    assert sorted(store.keys()) == ["a", "b"]
+    store.close()
+    reopened = open_store(path)
+    assert dict(reopened.items()) == {"a": 1}  # b's changelog record was never sent
+    assert reopened.changelog_offset == 7
+    reopened["c"] = 3
+    reopened.seal()
+    reopened.persist(8)
+    reopened.close()
+    again = open_store(path)
+    assert dict(again.items()) == {"a": 1, "c": 3}
+    again.close()
