@@ -34,7 +34,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-import orjson
+import msgspec
 
 from ..events import Event, current_event
 from ..exceptions import ImproperlyConfigured, TableError
@@ -91,7 +91,7 @@ def _windowed_key_decoder(key_type: Any) -> Callable[[bytes | None], Any]:
     def decode(data: bytes | None) -> Any:
         if data is None:
             return None
-        decoded = orjson.loads(data)
+        decoded = msgspec.json.decode(data)
         if not isinstance(decoded, list) or len(decoded) != 2:
             raise TableError(f"Not a windowed table key: {data!r}")
         key, (start, end) = decoded
