@@ -67,6 +67,7 @@ async def start_app(app: App) -> None:
         app._consumer = consumer  # type: ignore[attr-defined]
         app.add_background_task(app.conductor.run(consumer), "conductor")
         app.add_background_task(app.conductor.run_checkpoints(), "checkpoints")
+    await app.tables.start_global_tailing()
     app.scheduler.start()
 
 
@@ -79,6 +80,7 @@ async def stop_app(app: App) -> None:
     await asyncio.gather(*background, return_exceptions=True)
     for agent in app.agents.values():
         await agent.stop()
+    await app.tables.stop_global_tailing()
     consumer = getattr(app, "_consumer", None)
     try:
         if app.fatal_error is None or consumer is not None:

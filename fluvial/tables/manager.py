@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING
 
 from ..types import TP
+from .globals import GlobalTailer
 from .recovery import ChangelogReader, Restoring
 
 if TYPE_CHECKING:
@@ -29,6 +30,8 @@ class TableManager:
         self.last_restored = 0
         self._reader: ChangelogReader | None = None
         self._on_restored: Callable[[set[int]], Awaitable[None]] | None = None
+        self._tailer: GlobalTailer | None = None
+        self._owned: set[int] = set()
 
     def add(self, table: Table) -> Table:
         if table.name in self._tables:
@@ -61,13 +64,35 @@ class TableManager:
         for table in self._tables.values():
             table.persist()
 
+    async def start_global_tailing(self) -> None:
+        """Start keeping the global tables' partitions this worker does not own current."""
+        tables = [t for t in self._tables.values() if t.is_global]
+        if tables and self._tailer is None:
+            self._tailer = GlobalTailer(self.app, tables)
+            self._tailer.set_owned(self._owned)
+            await self._tailer.start()
+
+    async def stop_global_tailing(self) -> None:
+        tailer, self._tailer = self._tailer, None
+        if tailer is not None:
+            await tailer.stop()
+
+    @property
+    def global_tailer(self) -> GlobalTailer | None:
+        return self._tailer
+
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         partitions = {tp.partition for tp in revoked}
         if self._reader is not None:
             self._reader.cancel(partitions)
+        self._owned -= partitions
         for table in self._tables.values():
+            if table.is_global:
+                continue  # kept, and tailed from now on
             for partition in partitions:
                 table.drop_partition(partition)
+        if self._tailer is not None:
+            self._tailer.set_owned(self._owned)
 
     async def on_partitions_assigned(
         self, assigned: set[TP], *,
@@ -83,6 +108,10 @@ class TableManager:
         if not self._tables:
             return set()
         partitions = {tp.partition for tp in assigned}
+        self._owned |= partitions
+        if self._tailer is not None:
+            # Stop tailing what this worker now writes; recovery reads the tail.
+            self._tailer.set_owned(self._owned)
         wanted: list[tuple[Table, int]] = [
             (table, partition)
             for table in self._tables.values()

@@ -362,9 +362,10 @@ class Table(MutableMapping[Any, Any]):
 
 
 class GlobalTable(Table):
-    """A table every worker holds whole.
+    """A table every worker holds whole (see :mod:`fluvial.tables.globals`).
 
-    With one worker this is a :class:`Table` whose every partition is local.
+    Each worker writes the partitions it owns and tails the changelogs of the
+    others, so reads anywhere see every key.
     """
 
     is_global = True
