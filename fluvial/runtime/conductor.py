@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..buffers import EventBuffer
 from ..events import Event
-from ..exceptions import FluvialError, SerializationError, WorkerStopped
+from ..exceptions import FluvialError, ProducerError, SerializationError, WorkerStopped
 from ..types import TP, ConsumerT, Message
 from .offsets import OffsetTracker
 
@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 __all__ = ["Conductor"]
 
 logger = logging.getLogger(__name__)
+
+#: How long a checkpoint waits for the producer to deliver everything it sent.
+FLUSH_TIMEOUT_S = 60.0
 
 #: How long a full buffer may hold up fetching before its partitions are paused.
 PAUSE_AFTER_S = 0.5
@@ -297,7 +300,13 @@ class Conductor:
             self._checkpoint_due = False
             offsets = self.tracker.committable()
             self.app.tables.flush_changelogs()
-            await self.app.producer.flush()
+            try:
+                await asyncio.wait_for(self.app.producer.flush(), FLUSH_TIMEOUT_S)
+            except TimeoutError:
+                raise ProducerError(
+                    f"The producer could not deliver within {FLUSH_TIMEOUT_S:.0f} s: is the "
+                    "broker reachable, and do the topics the app writes exist?"
+                ) from None
             self.app.tables.persist()
             if offsets and self.consumer is not None:
                 await self.consumer.commit(offsets)

@@ -77,26 +77,42 @@ async def stop_app(app: App) -> None:
     background = list(app._background)
     for task in background:
         task.cancel()
-    await asyncio.gather(*background, return_exceptions=True)
+    await _bounded(asyncio.gather(*background, return_exceptions=True), "background tasks",
+                   app)
     for agent in app.agents.values():
-        await agent.stop()
-    await app.tables.stop_global_tailing()
+        await _bounded(agent.stop(), f"agent {agent.name}", app)
+    await _bounded(app.tables.stop_global_tailing(), "global table tailing", app)
     consumer = getattr(app, "_consumer", None)
     try:
         if app.fatal_error is None or consumer is not None:
-            await app.conductor.checkpoint()
+            await _bounded(app.conductor.checkpoint(), "final checkpoint", app)
     except FluvialError as exc:
         logger.error("Final checkpoint failed: %s", exc)
         app._on_fatal(exc)
     for service in reversed(getattr(app, "_running_services", [])):
         stop = getattr(service, "stop", None)
         if stop is not None:
-            await _maybe_await(stop())
+            await _bounded(_maybe_await(stop()), f"service {type(service).__name__}", app)
     if consumer is not None:
-        await consumer.stop()
+        await _bounded(consumer.stop(), "group consumer", app)
         app._consumer = None  # type: ignore[attr-defined]
     app.started = False
-    await app.close()
+    await _bounded(app.close(), "producer and transport", app)
+
+
+#: How long one step of stopping may take before the worker gives up on it (loudly).
+STOP_STEP_TIMEOUT_S = 30.0
+
+
+async def _bounded(step: Any, what: str, app: App) -> None:
+    """Run one shutdown step; a step that hangs is reported and left, never waited for."""
+    try:
+        await asyncio.wait_for(step, STOP_STEP_TIMEOUT_S)
+    except TimeoutError:
+        error = FluvialError(f"Stopping the worker: {what} did not finish within "
+                             f"{STOP_STEP_TIMEOUT_S:.0f} s")
+        logger.error("%s", error)
+        app._on_fatal(error)
 
 
 async def _check_copartitioned(app: App) -> None:
