@@ -248,6 +248,10 @@ class Topic(Channel[T]):
     ) -> asyncio.Future[RecordMetadata]:
         """Send a message; await the returned future for its :class:`RecordMetadata`."""
         await self.app.producer_ready()
+        # A message to a topic that does not exist would wait in the producer
+        # (and hold up the next checkpoint's flush): make sure it exists, once.
+        if not self._declared:
+            await self._ensure_exists()
         return self.send_soon(
             key,
             value,
@@ -318,6 +322,19 @@ class Topic(Channel[T]):
         """Declare the topic once per app run."""
         if not self._declared:
             await self.declare()
+
+    async def _ensure_exists(self) -> None:
+        """Before sending: create the topic if it is missing. An existing topic is
+        taken as it is unless this Topic asked for a partition count."""
+        if self.partitions is not None:
+            await self.declare()
+            return
+        if self.app.conf.topic_allow_declare:
+            counts = await self.app.transport.partition_counts(self.topics)
+            missing = [self.spec(n) for n in self.topics if counts.get(n) is None]
+            if missing:
+                await self.app.transport.create_topics(missing)
+        self._declared = True
 
     def derive(self, **kwargs: Any) -> Topic[Any]:
         """A copy of this topic with some attributes changed (Faust's ``derive``)."""

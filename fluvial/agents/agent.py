@@ -268,7 +268,7 @@ class Agent:
                   reply_to: str | None = None, correlation_id: str | None = None) -> Any:
         """Send a value and wait for the value the agent yields for it."""
         replies = self.app.replies
-        cid, fut = replies.new_request()
+        cid, fut = await replies.new_request()
         try:
             await self.send(key, value, partition, timestamp, headers,
                             reply_to=reply_to or replies.topic_name, correlation_id=cid)

@@ -55,18 +55,23 @@ class ReplyConsumer:
     def topic_name(self) -> str:
         return self.app.conf.reply_to
 
-    def new_request(self) -> tuple[str, asyncio.Future[Any]]:
+    async def new_request(self) -> tuple[str, asyncio.Future[Any]]:
+        """A correlation id and the future its reply resolves (the reply topic exists)."""
+        if self._task is None:
+            await self._start()
         correlation_id = uuid.uuid4().hex
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._waiting[correlation_id] = fut
-        if self._task is None:
-            self._start()
         return correlation_id, fut
 
-    def _start(self) -> None:
+    async def _start(self) -> None:
         topic = self.app.topic(self.topic_name, internal=True, partitions=1)
-        stream = topic.stream()
-        self._task = self.app.add_background_task(self._consume(stream), "reply-consumer")
+        # Declared before any request goes out: a reply to a topic that does not
+        # exist yet would wait in the producer (and hold up its flush).
+        await topic.maybe_declare()
+        if self._task is None:
+            stream = topic.stream()
+            self._task = self.app.add_background_task(self._consume(stream), "reply-consumer")
 
     async def _consume(self, stream: Any) -> None:
         async for value in stream:
