@@ -22,7 +22,7 @@ from .serializers import Schema
 from .settings import Settings
 from .tables import GlobalTable, SetGlobalTable, SetTable, Table, TableManager
 from .transport import by_url
-from .types import ProducerT, RecordMetadata, TransportT
+from .types import ConsumerT, ProducerT, RecordMetadata, TransportT
 
 __all__ = ["App"]
 
@@ -58,6 +58,9 @@ class App:
         self._stopped: asyncio.Event | None = None
         self.fatal_error: BaseException | None = None
         self.started = False
+        #: While the worker runs: the consumer of the app's group, the started services.
+        self.group_consumer: ConsumerT | None = None
+        self.running_services: list[Any] = []
 
     def __repr__(self) -> str:
         return f"<App {self._id}>"

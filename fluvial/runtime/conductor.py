@@ -106,6 +106,10 @@ class Conductor:
         """Partition numbers held back until their tables are restored."""
         return set(self._recovering)
 
+    def buffers(self) -> list[EventBuffer]:
+        """Every subscriber's buffer."""
+        return [b for sub in self._by_topic_object.values() for b in sub.buffers]
+
     def paused_topics(self) -> set[str]:
         """Topics whose partitions are paused because a reader's buffer stayed full."""
         return set(self._paused)

@@ -52,7 +52,7 @@ async def start_app(app: App) -> None:
         if run is not None:
             app.add_background_task(run(), f"service:{cls.__name__}")
         services.append(service)
-    app._running_services = services  # type: ignore[attr-defined]
+    app.running_services = services
     if app.conductor.topic_names:
         extra = {}
         if conf.consumer_group_instance_id:
@@ -64,7 +64,7 @@ async def start_app(app: App) -> None:
             **extra,
         )
         await consumer.start()
-        app._consumer = consumer  # type: ignore[attr-defined]
+        app.group_consumer = consumer
         app.add_background_task(app.conductor.run(consumer), "conductor")
         app.add_background_task(app.conductor.run_checkpoints(), "checkpoints")
     await app.tables.start_global_tailing()
@@ -82,20 +82,20 @@ async def stop_app(app: App) -> None:
     for agent in app.agents.values():
         await _bounded(agent.stop(), f"agent {agent.name}", app)
     await _bounded(app.tables.stop_global_tailing(), "global table tailing", app)
-    consumer = getattr(app, "_consumer", None)
+    consumer = app.group_consumer
     try:
         if app.fatal_error is None or consumer is not None:
             await _bounded(app.conductor.checkpoint(), "final checkpoint", app)
     except FluvialError as exc:
         logger.error("Final checkpoint failed: %s", exc)
         app._on_fatal(exc)
-    for service in reversed(getattr(app, "_running_services", [])):
+    for service in reversed(app.running_services):
         stop = getattr(service, "stop", None)
         if stop is not None:
             await _bounded(_maybe_await(stop()), f"service {type(service).__name__}", app)
     if consumer is not None:
         await _bounded(consumer.stop(), "group consumer", app)
-        app._consumer = None  # type: ignore[attr-defined]
+        app.group_consumer = None
     app.started = False
     await _bounded(app.close(), "producer and transport", app)
 

@@ -85,7 +85,7 @@ class TestDriver:
                 ends = await consumer.end_offsets(assigned)
                 committed = conductor.tracker.committed
                 caught_up = all(committed.get(tp, 0) >= end for tp, end in ends.items() if end)
-                if caught_up and not any(len(b) for b in _buffers(app)):
+                if caught_up and not any(len(b) for b in conductor.buffers()):
                     return
             if loop.time() > deadline:
                 raise TimeoutError(f"The app did not process its input within {self.timeout}s")
@@ -115,10 +115,3 @@ class TestDriver:
         schema = self.app._resolve_channel(topic).schema
         decode = schema.value_decoder(default_serializer=self.app.conf.value_serializer)
         return [decode(m.value) for m in sorted(messages, key=lambda m: (m.partition, m.offset))]
-
-
-def _buffers(app: App) -> list[Any]:
-    from ..runtime.conductor import Conductor
-
-    conductor: Conductor = app.conductor
-    return [b for subs in conductor._subs.values() for sub in subs for b in sub.buffers]
