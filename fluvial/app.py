@@ -55,6 +55,8 @@ class App:
         self._producer_started: asyncio.Event | None = None
         self._replies: ReplyConsumer | None = None
         self._background: set[asyncio.Task[Any]] = set()
+        #: Topic declarations started by ``send_soon``; a checkpoint waits for them.
+        self.declarations: list[asyncio.Task[None]] = []
         self._stopped: asyncio.Event | None = None
         self.fatal_error: BaseException | None = None
         self.started = False

@@ -7,7 +7,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
-from .types import TP
+from .types import TP, Message
 
 if TYPE_CHECKING:
     from .clock import Clock
@@ -112,11 +112,20 @@ class EventBuffer:
             fut.cancel()
         return bool(self.items) or self.error is not None
 
-    def discard(self, tps: set[TP]) -> int:
-        """Drop queued events of revoked partitions; returns how many."""
+    #: Whether events taken from this buffer may still be in an actor's hands
+    #: after :meth:`discard` (False where discard cancels the actors).
+    keeps_actors = True
+
+    def discard(self, tps: set[TP]) -> list[Message]:
+        """Drop queued events of revoked partitions; returns their messages."""
         if not self.items:
-            return 0
-        keep = deque(e for e in self.items if e.message.tp not in tps)
-        dropped = len(self.items) - len(keep)
+            return []
+        keep: deque[Event] = deque()
+        dropped: list[Message] = []
+        for event in self.items:
+            if event.message.tp in tps:
+                dropped.append(event.message)
+            else:
+                keep.append(event)
         self.items = keep
         return dropped

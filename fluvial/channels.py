@@ -185,6 +185,7 @@ class Topic(Channel[T]):
         self.value_serializer = schema.value_serializer
         self._encoders: tuple[Any, Any] | None = None
         self._declared = False
+        self._declaring: asyncio.Task[None] | None = None
 
     @property
     def label(self) -> str:
@@ -278,6 +279,8 @@ class Topic(Channel[T]):
         callback: Any = None,
         **kwargs: Any,
     ) -> asyncio.Future[RecordMetadata]:
+        if not self._declared:
+            self._declare_soon()
         k, v = self._encode(key, value, schema, key_serializer, value_serializer)
         fut = self.app.producer.send(
             self.get_topic_name(),
@@ -335,6 +338,31 @@ class Topic(Channel[T]):
             if missing:
                 await self.app.transport.create_topics(missing)
         self._declared = True
+
+    def _declare_soon(self) -> None:
+        """From ``send_soon``: make sure the topic exists before its messages are due.
+
+        In-process the broker creates it at once; on Kafka the declaration runs
+        in the background (a message to a missing topic waits in the producer)
+        and the next checkpoint waits for it before it flushes the producer.
+        """
+        declare_now = getattr(self.app.transport, "declare_now", None)
+        if declare_now is not None:
+            if self.partitions is not None:
+                declare_now([self.spec(n) for n in self.topics])
+            elif self.app.conf.topic_allow_declare:
+                existing = self.app.transport.broker.topics  # type: ignore[attr-defined]
+                declare_now([self.spec(n) for n in self.topics if n not in existing])
+            self._declared = True
+            return
+        if self._declaring is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return
+            self._declaring = loop.create_task(self._ensure_exists(),
+                                               name=f"declare:{self.get_topic_name()}")
+            self.app.declarations.append(self._declaring)
 
     def derive(self, **kwargs: Any) -> Topic[Any]:
         """A copy of this topic with some attributes changed (Faust's ``derive``)."""

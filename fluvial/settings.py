@@ -48,6 +48,11 @@ class Settings:
     broker_commit_every: int = 10_000
     broker_max_poll_records: int = 10_000
     broker_client_id: str = "fluvial"
+    #: Seconds without a heartbeat before the group gives a worker's partitions to others.
+    broker_session_timeout: float = 60.0
+    broker_heartbeat_interval: float = 3.0
+    #: Seconds a worker may go without fetching before it is considered stuck.
+    broker_max_poll_interval: float = 1000.0
     #: SASLCredentials / SSLCredentials / ... (fluvial.auth) or a mapping of librdkafka settings.
     broker_credentials: Any = None
     stream_buffer_maxsize: int = 4096
@@ -84,6 +89,11 @@ class Settings:
                 raise ImproperlyConfigured(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.broker_commit_interval <= 0:
             raise ImproperlyConfigured("broker_commit_interval must be > 0 seconds")
+        if not 0 < self.broker_heartbeat_interval < self.broker_session_timeout:
+            raise ImproperlyConfigured(
+                "broker_heartbeat_interval must be > 0 and below broker_session_timeout "
+                f"(got {self.broker_heartbeat_interval:g} s and {self.broker_session_timeout:g} s)"
+            )
         try:
             ZoneInfo(self.timezone)
         except (KeyError, ValueError) as exc:

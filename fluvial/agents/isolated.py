@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..buffers import EventBuffer
-from ..types import TP
+from ..types import TP, Message
 
 if TYPE_CHECKING:
     from ..events import Event
@@ -68,12 +68,15 @@ class PartitionedBuffers(EventBuffer):
             if self.on_drain is not None:
                 self.on_drain(self)
 
-    def discard(self, tps: set[TP]) -> int:
-        dropped = 0
+    # The actor of a revoked partition is cancelled: it abandons the event in hand.
+    keeps_actors = False
+
+    def discard(self, tps: set[TP]) -> list[Message]:
+        dropped: list[Message] = []
         for partition in {tp.partition for tp in tps if tp.topic in self.topics}:
             buffer = self._parts.pop(partition, None)
             if buffer is not None:
-                dropped += len(buffer)
+                dropped.extend(buffer.discard(tps))
             task = self._actors.pop(partition, None)
             if task is not None:
                 task.cancel()

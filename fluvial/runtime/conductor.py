@@ -26,6 +26,9 @@ logger = logging.getLogger(__name__)
 #: How long a checkpoint waits for the producer to deliver everything it sent.
 FLUSH_TIMEOUT_S = 60.0
 
+#: How long a revoke waits for actors to finish the events of revoked partitions they hold.
+IN_FLIGHT_TIMEOUT_S = 10.0
+
 #: How long a full buffer may hold up fetching before its partitions are paused.
 PAUSE_AFTER_S = 0.5
 
@@ -304,6 +307,10 @@ class Conductor:
             self._checkpoint_due = False
             offsets = self.tracker.committable()
             self.app.tables.flush_changelogs()
+            if self.app.declarations:
+                # Messages to topics still being created would hold up the flush.
+                pending, self.app.declarations = self.app.declarations, []
+                await asyncio.gather(*pending)
             try:
                 await asyncio.wait_for(self.app.producer.flush(), FLUSH_TIMEOUT_S)
             except TimeoutError:
@@ -320,10 +327,19 @@ class Conductor:
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         logger.info("Partitions revoked: %s", _fmt(revoked))
+        # Events still queued for revoked partitions are dropped (the new owner
+        # reads them again); events an actor holds are finished first, so that
+        # the checkpoint below commits them and nobody processes them twice.
+        dropped: dict[int, int] = {}
+        watched: set[TP] = set(revoked)
         for subs in self._subs.values():
             for sub in subs:
                 for buffer in sub.buffers:
-                    buffer.discard(revoked)
+                    for message in buffer.discard(revoked):
+                        dropped[id(message)] = dropped.get(id(message), 0) + 1
+                    if not buffer.keeps_actors:
+                        watched -= {tp for tp in revoked if tp.topic in buffer.topics}
+        await self._finish_in_flight(watched, dropped)
         try:
             await self.checkpoint()
         except FluvialError as exc:
@@ -333,6 +349,21 @@ class Conductor:
         self._assignment -= revoked
         self._recovering -= {tp.partition for tp in revoked}
         await self.app.tables.on_partitions_revoked(revoked)
+
+    async def _finish_in_flight(self, tps: set[TP], dropped: dict[int, int]) -> None:
+        """Wait (bounded) until no actor holds an event of ``tps``."""
+        if not tps:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + IN_FLIGHT_TIMEOUT_S
+        while (left := self.tracker.in_flight(tps, dropped)) and self.error is None:
+            if loop.time() >= deadline:
+                logger.warning(
+                    "%d events of revoked partitions were still being processed after "
+                    "%.0f s: abandoned (their offsets are not committed; the partitions' "
+                    "new owner processes them again)", left, IN_FLIGHT_TIMEOUT_S)
+                return
+            await asyncio.sleep(0.005)
 
     async def on_partitions_assigned(self, assigned: set[TP]) -> None:
         logger.info("Partitions assigned: %s", _fmt(assigned))

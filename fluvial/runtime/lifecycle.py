@@ -54,7 +54,11 @@ async def start_app(app: App) -> None:
         services.append(service)
     app.running_services = services
     if app.conductor.topic_names:
-        extra = {}
+        extra: dict[str, object] = {
+            "session.timeout.ms": int(conf.broker_session_timeout * 1000),
+            "heartbeat.interval.ms": int(conf.broker_heartbeat_interval * 1000),
+            "max.poll.interval.ms": int(conf.broker_max_poll_interval * 1000),
+        }
         if conf.consumer_group_instance_id:
             extra["group.instance.id"] = conf.consumer_group_instance_id
         consumer = app.transport.create_consumer(

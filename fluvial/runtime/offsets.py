@@ -50,6 +50,17 @@ class OffsetTracker:
         """Messages fetched and not yet committable."""
         return sum(len(q) for parts in self._parts.values() for q in parts.values())
 
+    def in_flight(self, tps: set[TP], dropped: dict[int, int]) -> int:
+        """Messages of ``tps`` that some stream still holds (``dropped``: copies per
+        ``id(message)`` that were taken back from buffers and will never be acked)."""
+        count = 0
+        for tp in tps:
+            parts = self._parts.get(tp.topic)
+            queue = parts.get(tp.partition) if parts is not None else None
+            if queue:
+                count += sum(1 for m in queue if m.refcount > dropped.get(id(m), 0))
+        return count
+
     def forget(self, tps: set[TP]) -> None:
         """Stop tracking revoked partitions."""
         for tp in tps:

@@ -107,6 +107,10 @@ class MemoryTransport:
         return consumer
 
     async def create_topics(self, specs: Sequence[TopicSpec]) -> None:
+        self.declare_now(specs)
+
+    def declare_now(self, specs: Sequence[TopicSpec]) -> None:
+        """:meth:`create_topics`, synchronously (the broker is in this process)."""
         # Check every spec before creating any, so a mismatch changes nothing.
         missing: dict[str, int] = {}
         for spec in specs:
