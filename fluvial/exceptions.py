@@ -35,6 +35,12 @@ class CommitError(TransportError):
     """Offsets could not be committed."""
 
 
+class GroupMembershipLost(CommitError):
+    """A commit was refused because the group moved on without this worker (its
+    session timed out, or a rebalance is under way): the partitions' new owners
+    process the uncommitted events again."""
+
+
 class SerializationError(FluvialError):
     """A key or value could not be encoded or decoded."""
 

@@ -11,7 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 from ..buffers import EventBuffer
 from ..events import Event
-from ..exceptions import FluvialError, ProducerError, SerializationError, WorkerStopped
+from ..exceptions import (
+    FluvialError,
+    GroupMembershipLost,
+    ProducerError,
+    SerializationError,
+    WorkerStopped,
+)
 from ..types import TP, ConsumerT, Message
 from .offsets import OffsetTracker
 
@@ -320,7 +326,14 @@ class Conductor:
                 ) from None
             self.app.tables.persist()
             if offsets and self.consumer is not None:
-                await self.consumer.commit(offsets)
+                try:
+                    await self.consumer.commit(offsets)
+                except GroupMembershipLost as exc:
+                    # A zombie (stopped past its session timeout) or a rebalance:
+                    # not fatal, the group hands the partitions out again.
+                    logger.warning("Offsets not committed, the group moved on: %s. The "
+                                   "partitions' owners will process these events again.", exc)
+                    return
                 self.tracker.committed.update(offsets)
 
     # -- rebalancing ---------------------------------------------------------------

@@ -39,7 +39,7 @@ from typing import Any, TypeVar
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka import Message as RawMessage
 
-from ...exceptions import CommitError, TransportError
+from ...exceptions import CommitError, GroupMembershipLost, TransportError
 from ...types import TP, Message, RebalanceCallback
 from ._buffer import FetchBuffer
 from ._config import describe_error
@@ -70,6 +70,30 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
 #: bounds the delay of commands and requests issued while the consumer is idle.
 _BLOCK_S = 0.05
 # Reported as messages by librdkafka, also briefly right after a topic is created.
+#: How long metadata queries retry errors that go away once a partition has a leader.
+METADATA_RETRY_S = 30.0
+
+_TRANSIENT_CODES = frozenset({
+    KafkaError._UNKNOWN_PARTITION,
+    KafkaError._UNKNOWN_TOPIC,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError._TRANSPORT,
+    KafkaError._TIMED_OUT,
+    KafkaError.REQUEST_TIMED_OUT,
+    KafkaError._ALL_BROKERS_DOWN,
+})
+
+#: Commit errors that mean the group moved on without this member.
+_MEMBERSHIP_LOST = frozenset({
+    KafkaError.UNKNOWN_MEMBER_ID,
+    KafkaError.ILLEGAL_GENERATION,
+    KafkaError.REBALANCE_IN_PROGRESS,
+    KafkaError.FENCED_INSTANCE_ID,
+    KafkaError._ASSIGNMENT_LOST,
+})
+
 _UNKNOWN_TOPIC_CODES = frozenset(
     {KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC, KafkaError._UNKNOWN_PARTITION}
 )
@@ -277,7 +301,15 @@ class KafkaConsumer:
 
         try:
             result = await self._request(commit_sync)
-        except (KafkaException, TransportError, RuntimeError) as exc:
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args else None
+            cls = (GroupMembershipLost
+                   if isinstance(err, KafkaError) and err.code() in _MEMBERSHIP_LOST
+                   else CommitError)
+            raise cls(
+                f"Committing offsets of group {self.group_id!r} failed: {describe_error(exc)}"
+            ) from exc
+        except (TransportError, RuntimeError) as exc:
             raise CommitError(
                 f"Committing offsets of group {self.group_id!r} failed: {describe_error(exc)}"
             ) from exc
@@ -332,12 +364,26 @@ class KafkaConsumer:
                 result[tp] = (marks[0], marks[1])
             return result
 
-        try:
-            return await self._request(query)
-        except KafkaException as exc:
-            raise TransportError(
-                f"Reading watermark offsets failed: {describe_error(exc)}"
-            ) from exc
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(self._timeout_s, METADATA_RETRY_S)
+        delay = 0.1
+        while True:
+            try:
+                return await self._request(query)
+            except KafkaException as exc:
+                err = exc.args[0] if exc.args else None
+                transient = isinstance(err, KafkaError) and (
+                    err.code() in _TRANSIENT_CODES or err.retriable())
+                if not transient or loop.time() >= deadline:
+                    raise TransportError(
+                        f"Reading watermark offsets failed: {describe_error(exc)}"
+                    ) from exc
+                # A partition without a leader for a moment (a broker went away,
+                # a topic was just created): ask again.
+                logger.info("Watermark offsets not available yet (%s); retrying",
+                            describe_error(exc))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
 
     async def _request(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` on the consumer thread (the only thread that may use the handle)."""
