@@ -78,3 +78,7 @@ class WorkerStopped(FluvialError):
 
 # Faust compatibility aliases.
 FaustError = FluvialError
+
+
+class RouterError(FluvialError, LookupError):
+    """``app.router`` cannot tell which worker holds a key (no owner known yet)."""

@@ -59,6 +59,9 @@ class Settings:
     web_port: int = 6066
     web_bind: str = "0.0.0.0"
     web_host: str = "localhost"
+    #: The URL other workers reach this one at (``app.router``); default
+    #: ``http://{web_host}:{web_port}``. Must differ between the workers of an app.
+    canonical_url: str = ""
     timezone: str = "UTC"
     version: int = 1
     datadir: str = "{conf.id}-data"
@@ -84,6 +87,8 @@ class Settings:
                 raise ImproperlyConfigured(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.broker_commit_interval <= 0:
             raise ImproperlyConfigured("broker_commit_interval must be > 0 seconds")
+        if not self.canonical_url:
+            object.__setattr__(self, "canonical_url", self._default_canonical_url())
         try:
             ZoneInfo(self.timezone)
         except (KeyError, ValueError) as exc:
@@ -126,7 +131,12 @@ class Settings:
     def exactly_once(self) -> bool:
         return self.processing_guarantee == "exactly_once"
 
+    def _default_canonical_url(self) -> str:
+        return f"http://{self.web_host}:{self.web_port}"
+
     def replace(self, **changes: Any) -> Settings:
+        if "canonical_url" not in changes and self.canonical_url == self._default_canonical_url():
+            changes["canonical_url"] = ""  # derived: follows web_host/web_port
         return dataclasses.replace(self, **changes)
 
     # -- building from sources -------------------------------------------
