@@ -82,3 +82,7 @@ FaustError = FluvialError
 
 class RouterError(FluvialError, LookupError):
     """``app.router`` cannot tell which worker holds a key (no owner known yet)."""
+
+
+class GroupRebalancing(TransportError):
+    """The consumer group is between two generations: its assignment is not settled."""

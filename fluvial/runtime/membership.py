@@ -16,7 +16,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, NamedTuple
 
-from ..exceptions import TransportError
+from ..exceptions import GroupRebalancing, TransportError
 from ..types import TP, GroupMember
 
 if TYPE_CHECKING:
@@ -195,6 +195,8 @@ class Membership:
             self._poked.clear()
             try:
                 ok = await self.refresh()
+            except GroupRebalancing:
+                ok = False  # asked again shortly
             except TransportError as exc:
                 logger.warning("Could not describe the consumer group: %s", exc)
                 ok = False

@@ -90,9 +90,10 @@ class StandbyReplicas:
         owners = view.partition_owners()
         placement = standby_placement(owners, view.keys, self.replicas)
         wanted = {p for p, holders in placement.items() if me.key in holders}
-        # A partition nobody owns right now (a rebalance) keeps its standby.
-        wanted |= {p for p in self.partitions if p not in owners}
-        await self.set_partitions(wanted - self._active)
+        # A partition nobody owns right now (a rebalance) keeps its standby store.
+        held = {p for table in self.tables for p in table.standby_partitions}
+        wanted |= {p for p in held | self.partitions if p not in owners}
+        await self.set_partitions(wanted)
 
     async def set_partitions(self, wanted: set[int]) -> None:
         """Hold exactly these partition numbers as standbys (minus the active ones)."""
@@ -102,7 +103,8 @@ class StandbyReplicas:
                         sorted(self.partitions))
         self.partitions = wanted
         for table in self.tables:
-            for partition in table.standby_partitions - wanted:
+            # Stores of active partitions are being taken over by recovery: not ours.
+            for partition in table.standby_partitions - wanted - self._active:
                 table.release_standby(partition)
             for partition in sorted(wanted):
                 if partition < table.partitions:

@@ -8,13 +8,14 @@ import functools
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import ConsumerGroupState, KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from ...exceptions import (
     AuthenticationFailed,
     BrokerUnreachable,
+    GroupRebalancing,
     PartitionCountMismatch,
     TransportError,
 )
@@ -171,7 +172,11 @@ class KafkaTransport:
         return counts
 
     async def describe_group(self, group_id: str) -> list[GroupMember]:
-        """The group's members and assignments (``AdminClient.describe_consumer_groups``)."""
+        """The group's members and assignments (``AdminClient.describe_consumer_groups``).
+
+        Raises :class:`~fluvial.exceptions.GroupRebalancing` while the group is
+        between generations (its members then show the old assignment).
+        """
         futures = self._admin_client().describe_consumer_groups(
             [group_id], request_timeout=self.connect_timeout_s)
         try:
@@ -183,6 +188,9 @@ class KafkaTransport:
             raise TransportError(
                 f"Could not describe consumer group {group_id!r}: {describe_error(exc)}"
             ) from exc
+        if description.state not in (ConsumerGroupState.STABLE, ConsumerGroupState.EMPTY):
+            raise GroupRebalancing(f"Consumer group {group_id!r} is rebalancing "
+                                   f"({description.state.name})")
         members = []
         for m in description.members:
             parts = m.assignment.topic_partitions if m.assignment is not None else []
