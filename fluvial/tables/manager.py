@@ -149,6 +149,8 @@ class TableManager:
             return set()
         reader = self._reader_for(on_restored)
         ends = await reader.end_offsets([TP(t.changelog_topic_name, p) for t, p in wanted])
+        if reader is not self._reader:
+            return set()  # recovery was stopped meanwhile: the worker is stopping
         behind: list[Restoring] = []
         for table, partition in wanted:
             done = table.open_partition(partition).changelog_offset
