@@ -188,7 +188,9 @@ class KafkaTransport:
             raise TransportError(
                 f"Could not describe consumer group {group_id!r}: {describe_error(exc)}"
             ) from exc
-        if description.state not in (ConsumerGroupState.STABLE, ConsumerGroupState.EMPTY):
+        if description.state in (ConsumerGroupState.DEAD, ConsumerGroupState.EMPTY):
+            return []  # no such group (DEAD), or no member
+        if description.state != ConsumerGroupState.STABLE:
             raise GroupRebalancing(f"Consumer group {group_id!r} is rebalancing "
                                    f"({description.state.name})")
         members = []
