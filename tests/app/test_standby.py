@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -86,10 +87,11 @@ def test_canonical_url_follows_web_settings() -> None:
 # -- two workers ----------------------------------------------------------------------------
 
 
-def worker(name: str, broker_url: str, topic_name: str, port: int
-           ) -> tuple[faust.App, Any, Any, list[str]]:
+def worker(name: str, broker_url: str, topic_name: str, port: int, store: str = "memory://",
+           datadir: Path | None = None) -> tuple[faust.App, Any, Any, list[str]]:
+    extra = {"datadir": str(datadir / str(port))} if datadir is not None else {}
     app = faust.App(name, broker=broker_url, topic_partitions=2, broker_commit_interval=0.2,
-                    web_port=port)
+                    web_port=port, store=store, **extra)
     # JSON keys on the topic, as the table's changelog has them: the router
     # hashes the table's key encoding.
     topic = app.topic(topic_name, key_type=str, value_type=int, partitions=2,
@@ -122,11 +124,13 @@ def keys_in(partition: int, count: int, prefix: str = "k") -> list[str]:
     return keys
 
 
+@pytest.mark.parametrize("store", ["memory://", "rocksdb://"])
 async def test_standby_holds_the_values_and_takeover_replays_only_the_rest(
-        broker_url: str, unique: Callable[[str], str]) -> None:
+        broker_url: str, unique: Callable[[str], str], store: str, tmp_path: Path) -> None:
     name, topic_name = unique("standby"), unique("amounts")
-    app_a, topic, table_a, handled_a = worker(name, broker_url, topic_name, 7101)
-    app_b, _, table_b, handled_b = worker(name, broker_url, topic_name, 7102)
+    app_a, topic, table_a, handled_a = worker(name, broker_url, topic_name, 7101, store,
+                                              tmp_path)
+    app_b, _, table_b, handled_b = worker(name, broker_url, topic_name, 7102, store, tmp_path)
     async with app_b.running():
         running_a = app_a.running()
         await running_a.__aenter__()
