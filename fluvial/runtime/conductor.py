@@ -338,7 +338,6 @@ class Conductor:
         logger.info("Partitions assigned: %s", _fmt(assigned))
         self._assignment |= assigned
         self.app.membership.changed()  # a new generation: who owns what, where
-        self.app.membership.changed()  # a new generation: who owns what, where
         # Tables behind their changelog are restored in the background; their
         # partitions stay paused until then, the others are processed at once.
         # No await between this and the pause below: the restore task cannot

@@ -128,7 +128,6 @@ class Membership:
         self.view = GroupView()
         self._listeners: list[Listener] = []
         self._poked: asyncio.Event | None = None
-        self._refreshed: asyncio.Event | None = None
         self._warned_clash = False
         #: Views taken (for tests and metrics).
         self.refreshes = 0
@@ -145,13 +144,6 @@ class Membership:
         """The group rebalanced: refresh the view now."""
         if self._poked is not None:
             self._poked.set()
-
-    async def wait_refreshed(self) -> None:
-        """Wait for the next consistent view (after :meth:`changed`, say)."""
-        if self._refreshed is None:
-            self._refreshed = asyncio.Event()
-        self._refreshed.clear()
-        await self._refreshed.wait()
 
     def consistent(self, view: GroupView) -> bool:
         """Whether ``view`` shows this worker with the partitions it really holds."""
@@ -178,8 +170,6 @@ class Membership:
         self.refreshes += 1
         for listener in list(self._listeners):
             await listener(view)
-        if self._refreshed is not None:
-            self._refreshed.set()
         return True
 
     async def run(self) -> None:

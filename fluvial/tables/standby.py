@@ -14,6 +14,9 @@ disk, and is caught up from its offset if it comes back).
 
 A partition revoked from this worker is kept as a standby store until the
 next view decides: an eager rebalance that gives it back costs nothing.
+Standby records go through ``Table.apply_changelog`` as recovery does (so a
+table's ``on_changelog_event`` hears them too); reads of the table never see
+standby partitions.
 """
 
 from __future__ import annotations
@@ -148,6 +151,16 @@ class StandbyReplicas:
     # -- tailing --------------------------------------------------------------------
 
     async def _run(self) -> None:
+        try:
+            await self._tail()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # The worker goes on: a partition taken over later is recovered from
+            # its store's offset as usual, only less of it was done beforehand.
+            logger.exception("Standby replicas stopped tailing")
+
+    async def _tail(self) -> None:
         consumer = self._consumer
         assert consumer is not None
         while True:
