@@ -13,6 +13,11 @@
    keys (restored once, then stopped cleanly) is started again with one new
    event waiting; the clock runs from ``app.running()`` to the agent seeing
    that event with the key's previous value.
+3. *Takeover*: two workers share a table of ``--takeover-keys`` keys (memory
+   store); worker A leaves. The clock runs from the start of A's shutdown to
+   worker B processing a new event of one of A's partitions, once with
+   ``table_standby_replicas=1`` (B tailed A's partitions beforehand) and once
+   with 0 (B replays them from the changelog).
 """
 
 from __future__ import annotations
@@ -128,16 +133,101 @@ async def restart_time(url: str, keys: int) -> tuple[float, int]:
         shutil.rmtree(datadir, ignore_errors=True)
 
 
-async def run(url: str, label: str, records: int, keys: int, restart_keys: int) -> None:
+async def takeover_time(url: str, keys: int, standby_replicas: int) -> tuple[float, int]:
+    """Seconds from the owner's departure to the new owner's first new event; replayed."""
+    from fluvial.transport.partitioner import partition_for_key
+
+    app_id = f"bench-takeover-{uuid.uuid4().hex[:8]}"
+    datadir = Path(tempfile.mkdtemp(prefix="fluvial-bench-"))
+    seen: dict[str, asyncio.Event] = {}
+
+    def worker(port: int) -> tuple[faust.App, Any, Any]:
+        app = faust.App(app_id, broker=url, datadir=str(datadir / str(port)),
+                        topic_partitions=PARTITIONS, broker_commit_interval=0.5,
+                        web_port=port, table_standby_replicas=standby_replicas)
+        topic = app.topic(f"{app_id}-source", key_type=str, value_type=int,
+                          partitions=PARTITIONS)
+        table = app.Table("values", default=int)
+
+        @app.agent(topic)
+        async def update(stream: faust.Stream[int]) -> None:
+            async for key, value in stream.items():
+                table[key] = value
+                seen.setdefault(key, asyncio.Event()).set()
+
+        return app, topic, table
+
+    try:
+        app_a, topic, table_a = worker(7301)
+        app_b, _, table_b = worker(7302)
+        await app_a.transport.start()
+        await _fill_changelog(app_a, table_a, keys, keys)
+        async with app_b.running():
+            running_a = app_a.running()
+            await running_a.__aenter__()
+            try:
+                for _ in range(6000):
+                    a = {tp.partition for tp in app_a.conductor.assignment()}
+                    b = {tp.partition for tp in app_b.conductor.assignment()}
+                    if len(a) == len(b) == PARTITIONS // 2 and not (
+                            app_a.tables.recovering or app_b.tables.recovering) and all(
+                            t.partition_data(p) is not None
+                            for t, ps in ((table_a, a), (table_b, b)) for p in ps):
+                        break
+                    await asyncio.sleep(0.01)
+                else:
+                    raise RuntimeError("the two workers did not share the partitions")
+                if standby_replicas:
+                    ends = await app_a.group_consumer.end_offsets(  # type: ignore[union-attr]
+                        [TP(table_a.changelog_topic_name, p) for p in a])
+
+                    def caught_up() -> bool:
+                        for tp, end in ends.items():
+                            store = table_b.standby_data(tp.partition)
+                            if store is None or (store.changelog_offset or -1) < end - 1:
+                                return False
+                        return True
+
+                    for _ in range(6000):
+                        if caught_up():
+                            break
+                        await asyncio.sleep(0.01)
+                    else:
+                        raise RuntimeError("the standby did not catch up")
+                probe = next(f"probe{i}" for i in range(10_000)
+                             if partition_for_key(f"probe{i}".encode(), PARTITIONS) in a)
+                app_b.tables.last_restored = 0  # count the takeover's recovery only
+                started = time.perf_counter()
+            finally:
+                await running_a.__aexit__(None, None, None)
+            event = seen.setdefault(probe, asyncio.Event())
+            await app_b.send(topic, key=probe, value=1)
+            await asyncio.wait_for(event.wait(), 120)
+            elapsed = time.perf_counter() - started
+            replayed = app_b.tables.last_restored
+        return elapsed, replayed
+    finally:
+        shutil.rmtree(datadir, ignore_errors=True)
+
+
+async def run(url: str, label: str, records: int, keys: int, restart_keys: int,
+              takeover_keys: int = 0) -> None:
     tune_gc()  # as a worker process does
-    for store in ("memory://", "rocksdb://"):
+    for store in ("memory://", "rocksdb://") if records else ():
         restored, elapsed = await restore_rate(url, records, keys, store)
         print(f"{label:7} restore  store={store:11} {restored:>9,} records in {elapsed:6.2f}s "
               f"= {restored / elapsed:>9,.0f} records/s", flush=True)
-    elapsed, replayed = await restart_time(url, restart_keys)
-    print(f"{label:7} restart  store=rocksdb://  {restart_keys:>9,} keys: first new event "
-          f"processed {elapsed:.2f}s after start ({replayed} changelog records replayed)",
-          flush=True)
+    if restart_keys:
+        elapsed, replayed = await restart_time(url, restart_keys)
+        print(f"{label:7} restart  store=rocksdb://  {restart_keys:>9,} keys: first new "
+              f"event processed {elapsed:.2f}s after start ({replayed} changelog records "
+              "replayed)", flush=True)
+    if takeover_keys:
+        for replicas in (1, 0):
+            elapsed, replayed = await takeover_time(url, takeover_keys, replicas)
+            print(f"{label:7} takeover standby_replicas={replicas} {takeover_keys:>9,} keys: "
+                  f"new owner processed a new event {elapsed:.2f}s after the owner left "
+                  f"({replayed:,} changelog records replayed)", flush=True)
 
 
 def main() -> None:
@@ -146,19 +236,20 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--keys", type=int, default=100_000)
     parser.add_argument("--restart-keys", type=int, default=1_000_000)
+    parser.add_argument("--takeover-keys", type=int, default=200_000)
     parser.add_argument("--transports", default="memory,kafka")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     transports = args.transports.split(",")
     if "memory" in transports:
         asyncio.run(run(f"memory://bench-{uuid.uuid4().hex[:6]}", "memory", args.records,
-                        args.keys, args.restart_keys))
+                        args.keys, args.restart_keys, args.takeover_keys))
     if "kafka" in transports:
         from bench.kafka import kafka_broker
 
         with kafka_broker() as bootstrap:
             asyncio.run(run(f"kafka://{bootstrap}", "kafka", args.records, args.keys,
-                            args.restart_keys))
+                            args.restart_keys, args.takeover_keys))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,9 @@ from .agents.replies import ReplyConsumer
 from .channels import Channel, Topic
 from .clock import Clock, SystemClock
 from .exceptions import ImproperlyConfigured, WorkerStopped
+from .router import Router
 from .runtime.conductor import Conductor
+from .runtime.membership import Membership
 from .runtime.scheduling import Scheduler
 from .serializers import Schema
 from .settings import Settings
@@ -50,6 +52,9 @@ class App:
         self.commands: dict[str, Any] = {}
         self.services: list[Any] = []
         self.conductor = Conductor(self)
+        #: The app's consumer group as last seen, and where keys live (``app.router``).
+        self.membership = Membership(self)
+        self.router = Router(self)
         self._transport: TransportT | None = None
         self._producer: ProducerT | None = None
         self._producer_started: asyncio.Event | None = None

@@ -84,3 +84,11 @@ class WorkerStopped(FluvialError):
 
 # Faust compatibility aliases.
 FaustError = FluvialError
+
+
+class RouterError(FluvialError, LookupError):
+    """``app.router`` cannot tell which worker holds a key (no owner known yet)."""
+
+
+class GroupRebalancing(TransportError):
+    """The consumer group is between two generations: its assignment is not settled."""

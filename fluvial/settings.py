@@ -64,6 +64,9 @@ class Settings:
     web_port: int = 6066
     web_bind: str = "0.0.0.0"
     web_host: str = "localhost"
+    #: The URL other workers reach this one at (``app.router``); default
+    #: ``http://{web_host}:{web_port}``. Must differ between the workers of an app.
+    canonical_url: str = ""
     timezone: str = "UTC"
     version: int = 1
     datadir: str = "{conf.id}-data"
@@ -94,6 +97,8 @@ class Settings:
                 "broker_heartbeat_interval must be > 0 and below broker_session_timeout "
                 f"(got {self.broker_heartbeat_interval:g} s and {self.broker_session_timeout:g} s)"
             )
+        if not self.canonical_url:
+            object.__setattr__(self, "canonical_url", self._default_canonical_url())
         try:
             ZoneInfo(self.timezone)
         except (KeyError, ValueError) as exc:
@@ -136,7 +141,12 @@ class Settings:
     def exactly_once(self) -> bool:
         return self.processing_guarantee == "exactly_once"
 
+    def _default_canonical_url(self) -> str:
+        return f"http://{self.web_host}:{self.web_port}"
+
     def replace(self, **changes: Any) -> Settings:
+        if "canonical_url" not in changes and self.canonical_url == self._default_canonical_url():
+            changes["canonical_url"] = ""  # derived: follows web_host/web_port
         return dataclasses.replace(self, **changes)
 
     # -- building from sources -------------------------------------------

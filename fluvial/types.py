@@ -15,6 +15,7 @@ from typing import Any, NamedTuple, Protocol
 __all__ = [
     "TP",
     "ConsumerT",
+    "GroupMember",
     "Headers",
     "Message",
     "ProducerT",
@@ -103,6 +104,16 @@ class TopicSpec(NamedTuple):
     partitions: int
     replicas: int = 1
     config: Mapping[str, str] = {}
+
+
+class GroupMember(NamedTuple):
+    """One member of a consumer group, as the group coordinator describes it."""
+
+    member_id: str
+    client_id: str
+    host: str
+    #: The partitions of the group's current generation assigned to it.
+    assignment: frozenset[TP]
 
 
 RebalanceCallback = Callable[[set[TP]], Awaitable[None]]
@@ -231,3 +242,6 @@ class TransportT(Protocol):
 
     async def partition_counts(self, topics: Iterable[str]) -> dict[str, int | None]:
         """Partition count per topic, ``None`` where the topic does not exist."""
+
+    async def describe_group(self, group_id: str) -> list[GroupMember]:
+        """The members of a consumer group and their assignments (empty: no such group)."""

@@ -381,6 +381,7 @@ class Conductor:
     async def on_partitions_assigned(self, assigned: set[TP]) -> None:
         logger.info("Partitions assigned: %s", _fmt(assigned))
         self._assignment |= assigned
+        self.app.membership.changed()  # a new generation: who owns what, where
         # Tables behind their changelog are restored in the background; their
         # partitions stay paused until then, the others are processed at once.
         # No await between this and the pause below: the restore task cannot

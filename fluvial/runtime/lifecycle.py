@@ -15,6 +15,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from ..exceptions import FluvialError
+from .membership import group_client_id
 
 if TYPE_CHECKING:
     from ..app import App
@@ -64,13 +65,16 @@ async def start_app(app: App) -> None:
         consumer = app.transport.create_consumer(
             conf.id,
             auto_offset_reset=conf.consumer_auto_offset_reset,
-            client_id=conf.broker_client_id,
+            # Carries the worker's URL: other workers read it from the group.
+            client_id=group_client_id(conf),
             **extra,
         )
+        await app.tables.start_standby()
         await consumer.start()
         app.group_consumer = consumer
         app.add_background_task(app.conductor.run(consumer), "conductor")
         app.add_background_task(app.conductor.run_checkpoints(), "checkpoints")
+        app.add_background_task(app.membership.run(), "membership")
     await app.tables.start_global_tailing()
     app.scheduler.start()
 
@@ -86,6 +90,8 @@ async def stop_app(app: App) -> None:
     for agent in app.agents.values():
         await _bounded(agent.stop(), f"agent {agent.name}", app)
     await _bounded(app.tables.stop_global_tailing(), "global table tailing", app)
+    # Before the consumer leaves: revoked partitions are then closed, not kept as standbys.
+    await _bounded(app.tables.stop_standby(), "standby replicas", app)
     consumer = app.group_consumer
     try:
         if app.fatal_error is None or consumer is not None:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from ..types import TP
 from .globals import GlobalTailer
 from .recovery import ChangelogReader, Restoring
+from .standby import StandbyReplicas
 
 if TYPE_CHECKING:
     from ..app import App
@@ -32,6 +33,7 @@ class TableManager:
         self._on_restored: Callable[[set[int]], Awaitable[None]] | None = None
         self._tailer: GlobalTailer | None = None
         self._owned: set[int] = set()
+        self._standby: StandbyReplicas | None = None
 
     def add(self, table: Table) -> Table:
         if table.name in self._tables:
@@ -81,6 +83,24 @@ class TableManager:
     def global_tailer(self) -> GlobalTailer | None:
         return self._tailer
 
+    async def start_standby(self) -> None:
+        """Keep standby replicas of other workers' partitions (``table_standby_replicas``)."""
+        tables = [t for t in self._tables.values() if not t.is_global]
+        if tables and self.app.conf.table_standby_replicas > 0 and self._standby is None:
+            self._standby = StandbyReplicas(self.app, tables)
+            self._standby.set_active(self._owned)
+            self.app.membership.listen(self._standby.on_view)
+
+    async def stop_standby(self) -> None:
+        standby, self._standby = self._standby, None
+        if standby is not None:
+            self.app.membership.unlisten(standby.on_view)
+            await standby.stop()
+
+    @property
+    def standby(self) -> StandbyReplicas | None:
+        return self._standby
+
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         partitions = {tp.partition for tp in revoked}
         if self._reader is not None:
@@ -90,9 +110,14 @@ class TableManager:
             if table.is_global:
                 continue  # kept, and tailed from now on
             for partition in partitions:
-                table.drop_partition(partition)
+                if self._standby is not None:
+                    table.demote_partition(partition)  # a standby until the next view
+                else:
+                    table.drop_partition(partition)
         if self._tailer is not None:
             self._tailer.set_owned(self._owned)
+        if self._standby is not None:
+            self._standby.set_active(self._owned)
 
     async def on_partitions_assigned(
         self, assigned: set[TP], *,
@@ -112,6 +137,8 @@ class TableManager:
         if self._tailer is not None:
             # Stop tailing what this worker now writes; recovery reads the tail.
             self._tailer.set_owned(self._owned)
+        if self._standby is not None:
+            self._standby.set_active(self._owned)  # a standby store becomes the active one
         wanted: list[tuple[Table, int]] = [
             (table, partition)
             for table in self._tables.values()
@@ -122,6 +149,8 @@ class TableManager:
             return set()
         reader = self._reader_for(on_restored)
         ends = await reader.end_offsets([TP(t.changelog_topic_name, p) for t, p in wanted])
+        if reader is not self._reader:
+            return set()  # recovery was stopped meanwhile: the worker is stopping
         behind: list[Restoring] = []
         for table, partition in wanted:
             done = table.open_partition(partition).changelog_offset

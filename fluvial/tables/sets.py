@@ -365,9 +365,9 @@ class SetTable(Table):
                              f"{message.topic}[{message.partition}]@{message.offset} has no key")
         return op, self._to_key(raw_key)
 
-    def drop_partition(self, partition: int) -> None:
+    def drop_partition(self, partition: int, *, close: bool = True) -> None:
         self._deltas.pop(partition, None)
-        super().drop_partition(partition)
+        super().drop_partition(partition, close=close)
 
     # -- unsupported -------------------------------------------------------------------
 

@@ -91,6 +91,9 @@ class Table(MutableMapping[Any, Any]):
         # still change the setting after the table was declared (see run_worker).
         store_for_url(app.conf.store)  # fail fast on an unknown store URL
         self._parts: dict[int, PartitionStore] = {}
+        #: Partitions held as a standby replica (see :mod:`.standby`): kept current
+        #: from the changelog, invisible to reads until they become active.
+        self._standby_parts: dict[int, PartitionStore] = {}
         self._dirty: dict[int, set[Any]] = {}
         #: Per partition, the delivery of the last changelog record sent at a checkpoint.
         self._last_sent: dict[int, asyncio.Future[RecordMetadata]] = {}
@@ -160,13 +163,57 @@ class Table(MutableMapping[Any, Any]):
     def _store(self, partition: int) -> PartitionStore:
         store = self._parts.get(partition)
         if store is None:
-            new_store = store_for_url(self.app.conf.store)
-            store = self._parts[partition] = new_store(self, partition)
+            store = self._standby_parts.get(partition)  # changelog applied to a standby
+            if store is None:
+                new_store = store_for_url(self.app.conf.store)
+                store = self._parts[partition] = new_store(self, partition)
         return store
 
     def open_partition(self, partition: int) -> PartitionStore:
-        """Open (or create) the store of ``partition``; it now belongs to this worker."""
+        """Open (or create) the store of ``partition``; it now belongs to this worker.
+
+        A standby store of the partition becomes the active one, with its data
+        and changelog offset (recovery replays only what it lacks).
+        """
+        standby = self._standby_parts.pop(partition, None)
+        if standby is not None:
+            self._parts[partition] = standby
+            return standby
         return self._store(partition)
+
+    # -- standby replicas (see :mod:`fluvial.tables.standby`) -------------------------
+
+    def open_standby(self, partition: int) -> PartitionStore:
+        """Open (or create) ``partition`` as a standby replica (not while it is active)."""
+        if partition in self._parts:
+            raise TableError(f"Table {self.name!r}: partition {partition} is active here, "
+                             "it cannot be a standby")
+        store = self._standby_parts.get(partition)
+        if store is None:
+            new_store = store_for_url(self.app.conf.store)
+            store = self._standby_parts[partition] = new_store(self, partition)
+        return store
+
+    def standby_data(self, partition: int) -> PartitionStore | None:
+        """The standby store of ``partition``, if this worker holds one."""
+        return self._standby_parts.get(partition)
+
+    @property
+    def standby_partitions(self) -> set[int]:
+        return set(self._standby_parts)
+
+    def demote_partition(self, partition: int) -> None:
+        """An active partition was revoked: keep its store as a standby (maybe released later)."""
+        store = self._parts.get(partition)
+        self.drop_partition(partition, close=False)
+        if store is not None:
+            self._standby_parts[partition] = store
+
+    def release_standby(self, partition: int) -> None:
+        """Stop holding ``partition`` as a standby: its store is closed (data may stay on disk)."""
+        store = self._standby_parts.pop(partition, None)
+        if store is not None:
+            store.close()
 
     def partition_data(self, partition: int) -> PartitionStore | None:
         return self._parts.get(partition)
@@ -343,13 +390,13 @@ class Table(MutableMapping[Any, Any]):
             for message in messages:
                 callback(message)
 
-    def drop_partition(self, partition: int) -> None:
+    def drop_partition(self, partition: int, *, close: bool = True) -> None:
         store = self._parts.pop(partition, None)
         self._dirty.pop(partition, None)
         if self._windowing is not None:
             self._windowing.forget(partition)
         self._last_sent.pop(partition, None)
-        if store is not None:
+        if store is not None and close:
             store.close()
 
     async def call_recover_callbacks(self) -> None:

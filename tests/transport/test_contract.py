@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import pytest
 
@@ -313,3 +314,37 @@ def _settled(log: list[tuple[str, str, set[TP]]]) -> bool:
     """Both members' latest callback is a finished assign."""
     last = {who: kind for who, kind, _ in log}
     return last.get("a") == "assign-end" and last.get("b") == "assign-end"
+
+
+async def test_describe_group_lists_members_with_client_ids_and_assignments(
+    transport: TransportT, kit: Kit
+) -> None:
+    from fluvial.exceptions import GroupRebalancing
+
+    (topic,) = await kit.topics(4)
+    group = kit.name("group")
+    assert await transport.describe_group(kit.name("no-such-group")) == []
+    a = await kit.consumer(group, client_id="fluvial|http://a:1")
+    b = await kit.consumer(group, client_id="fluvial|http://b:1")
+    a.subscribe([topic], on_assign=_ignore, on_revoke=_ignore)
+    b.subscribe([topic], on_assign=_ignore, on_revoke=_ignore)
+    await poll_until([a, b], lambda: len(a.assignment()) == 2 and len(b.assignment()) == 2)
+
+    async def settled() -> list[Any]:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                members = await transport.describe_group(group)
+            except GroupRebalancing:
+                members = []
+            if len(members) == 2 and all(m.assignment for m in members):
+                return members
+            assert time.monotonic() < deadline, members
+            await asyncio.sleep(0.2)
+
+    members = await settled()
+    by_client = {m.client_id: m for m in members}
+    assert set(by_client) == {"fluvial|http://a:1", "fluvial|http://b:1"}
+    assert by_client["fluvial|http://a:1"].assignment == frozenset(a.assignment())
+    assert by_client["fluvial|http://b:1"].assignment == frozenset(b.assignment())
+    assert all(m.member_id and m.host for m in members)

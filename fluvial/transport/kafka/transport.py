@@ -8,17 +8,18 @@ import functools
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import ConsumerGroupState, KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from ...exceptions import (
     AuthenticationFailed,
     BrokerUnreachable,
+    GroupRebalancing,
     PartitionCountMismatch,
     TransportError,
 )
-from ...types import TopicSpec
+from ...types import TP, GroupMember, TopicSpec
 from ._config import bootstrap_servers, client_config, describe_error
 from .consumer import KafkaConsumer
 from .producer import KafkaProducer
@@ -169,6 +170,35 @@ class KafkaTransport:
             else:
                 counts[name] = len(topic.partitions)
         return counts
+
+    async def describe_group(self, group_id: str) -> list[GroupMember]:
+        """The group's members and assignments (``AdminClient.describe_consumer_groups``).
+
+        Raises :class:`~fluvial.exceptions.GroupRebalancing` while the group is
+        between generations (its members then show the old assignment).
+        """
+        futures = self._admin_client().describe_consumer_groups(
+            [group_id], request_timeout=self.connect_timeout_s)
+        try:
+            description = await asyncio.wrap_future(futures[group_id])
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args else None
+            if isinstance(err, KafkaError) and err.code() == KafkaError.GROUP_ID_NOT_FOUND:
+                return []
+            raise TransportError(
+                f"Could not describe consumer group {group_id!r}: {describe_error(exc)}"
+            ) from exc
+        if description.state in (ConsumerGroupState.DEAD, ConsumerGroupState.EMPTY):
+            return []  # no such group (DEAD), or no member
+        if description.state != ConsumerGroupState.STABLE:
+            raise GroupRebalancing(f"Consumer group {group_id!r} is rebalancing "
+                                   f"({description.state.name})")
+        members = []
+        for m in description.members:
+            parts = m.assignment.topic_partitions if m.assignment is not None else []
+            members.append(GroupMember(m.member_id, m.client_id, m.host,
+                                       frozenset(TP(tp.topic, tp.partition) for tp in parts)))
+        return sorted(members)
 
     # -- admin client ----------------------------------------------------------------
     def _admin_client(self) -> AdminClient:

@@ -44,7 +44,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ...exceptions import ImproperlyConfigured, PartitionCountMismatch
-from ...types import TopicSpec
+from ...types import GroupMember, TopicSpec
 from ._broker import MemoryBroker, check_topic, range_assign, url_params
 from ._consumer import MemoryConsumer
 from ._producer import Clock, MemoryProducer
@@ -133,6 +133,17 @@ class MemoryTransport:
             logs = self.broker.topics.get(topic)
             counts[topic] = None if logs is None else len(logs)
         return counts
+
+    async def describe_group(self, group_id: str) -> list[GroupMember]:
+        """The group's members and the current generation's assignment."""
+        group = self.broker.groups.get(group_id)
+        if group is None:
+            return []
+        return [
+            GroupMember(member_id, member.client_id, "/127.0.0.1",
+                        group.assignment.get(member_id, frozenset()))
+            for member_id, member in sorted(group.members.items())
+        ]
 
     def __repr__(self) -> str:
         return f"<MemoryTransport {self.url}>"

@@ -129,6 +129,9 @@ class Member(Protocol):
     def member_id(self) -> str: ...
 
     @property
+    def client_id(self) -> str: ...
+
+    @property
     def topics(self) -> frozenset[str]: ...
 
     @property

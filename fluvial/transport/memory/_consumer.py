@@ -36,6 +36,7 @@ class MemoryConsumer:
         self._group_id = group_id
         self._auto_offset_reset = auto_offset_reset
         self._member_id = broker.new_member_id(client_id)
+        self._client_id = client_id
         self._group: Group | None = None
         self._topics: frozenset[str] = frozenset()
         self._on_assign: RebalanceCallback | None = None
@@ -62,6 +63,10 @@ class MemoryConsumer:
     @property
     def member_id(self) -> str:
         return self._member_id
+
+    @property
+    def client_id(self) -> str:
+        return self._client_id
 
     @property
     def topics(self) -> frozenset[str]:

@@ -1,0 +1,109 @@
+"""``app.router``: which worker holds a key (Faust's Router API).
+
+A key's partition is computed as the producer does (murmur2 of the key
+encoded with the table's, or the topic's, key serializer); the worker is
+the one assigned that partition in the latest membership view
+(:mod:`fluvial.runtime.membership`, refreshed after every rebalance), and its
+URL is the ``canonical_url`` it advertises. For partitions this worker holds
+the answer comes from its own assignment, so it is never stale.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .exceptions import RouterError
+from .tables.standby import standby_placement
+from .transport.partitioner import partition_for_key
+
+if TYPE_CHECKING:
+    from .app import App
+    from .channels import Topic
+    from .runtime.membership import GroupView
+
+__all__ = ["Router"]
+
+#: Per worker URL: the partitions it holds actively and as standby.
+PartitionMap = dict[str, dict[str, list[int]]]
+
+
+class Router:
+    """Where table keys and topic keys live, by worker URL."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+
+    @property
+    def view(self) -> GroupView:
+        return self.app.membership.view
+
+    # -- keys ---------------------------------------------------------------------------
+
+    def key_store(self, table_name: str, key: Any) -> str:
+        """The URL of the worker that owns ``key``'s partition of table ``table_name``."""
+        table = self.app.tables[table_name]
+        encoded = table.encode_key(key)
+        if encoded is None:
+            raise RouterError(f"Table {table_name!r}: a None key has no partition")
+        partition = partition_for_key(encoded, table.partitions)
+        conf = self.app.conf
+        if partition in {tp.partition for tp in self.app.conductor.assignment()}:
+            return conf.canonical_url
+        owner = self.view.partition_owners().get(partition)
+        return self._url_of(owner, f"partition {partition} of table {table_name!r}")
+
+    def external_topic_key_store(self, topic: Topic[Any], key: Any) -> str:
+        """The URL of the worker assigned ``key``'s partition of ``topic``."""
+        from .types import TP
+
+        conf = self.app.conf
+        name = topic.get_topic_name()
+        encoded = topic.schema.key_encoder(conf.key_serializer)(key)
+        if encoded is None:
+            raise RouterError(f"Topic {name!r}: a None key has no partition")
+        count = (self.view.partition_count(name) or topic.partitions
+                 or conf.topic_partitions)
+        tp = TP(name, partition_for_key(encoded, count))
+        if tp in self.app.conductor.assignment():
+            return conf.canonical_url
+        owner = self.view.owner(tp)
+        return self._url_of(owner.key if owner is not None else None,
+                            f"partition {tp.partition} of topic {name!r}")
+
+    def _url_of(self, key: str | None, what: str) -> str:
+        for worker in self.view.workers:
+            if worker.key == key and worker.url is not None:
+                return worker.url
+        raise RouterError(f"No worker of group {self.app.conf.id!r} is known to hold {what} "
+                          "(the group is rebalancing, or the worker does not run yet)")
+
+    # -- metadata -------------------------------------------------------------------------
+
+    def table_metadata(self, table_name: str) -> PartitionMap:
+        """Per worker URL: ``{"active": [...], "standby": [...]}`` partitions of the table."""
+        table = self.app.tables[table_name]
+        view = self.view
+        owners = {p: k for p, k in view.partition_owners().items() if p < table.partitions}
+        standbys: dict[int, tuple[str, ...]] = {}
+        if not table.is_global and self.app.conf.table_standby_replicas > 0:
+            standbys = standby_placement(owners, view.keys,
+                                         self.app.conf.table_standby_replicas)
+        result: PartitionMap = {}
+        for worker in view.workers:
+            if worker.url is None:
+                continue
+            active = sorted(p for p, k in owners.items() if k == worker.key)
+            if table.is_global:
+                standby = sorted(set(range(table.partitions)) - set(active))
+            else:
+                standby = sorted(p for p, keys in standbys.items() if worker.key in keys)
+            result[worker.url] = {"active": active, "standby": standby}
+        return result
+
+    def tables_metadata(self) -> dict[str, dict[str, dict[str, list[int]]]]:
+        """Per worker URL, per table name: its active and standby partitions."""
+        result: dict[str, dict[str, dict[str, list[int]]]] = {}
+        for table in self.app.tables:
+            for url, parts in self.table_metadata(table.name).items():
+                result.setdefault(url, {})[table.name] = parts
+        return result
