@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint unit kafka-up kafka-down bench clean
+.PHONY: demo test lint unit kafka-up kafka-down bench faults clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ kafka-down: $(STAMP)
 ## Throughput benchmarks against faust-streaming and quixstreams on the same broker.
 bench: $(STAMP)
 	$(PY) -m bench.run
+
+## Full-size fault runs: 1,000,000 events, three brokers, three workers, every fault.
+faults: $(STAMP)
+	$(PY) -m tests.fault.harness --events 1000000 --static
 
 clean:
 	rm -rf $(VENV) .kafka .pytest_cache .mypy_cache

@@ -233,3 +233,44 @@ async def test_router_without_a_known_owner_says_so() -> None:
     app.Table("totals", default=int, partitions=2)
     with pytest.raises(RouterError):
         app.router.key_store("totals", "alice")
+
+
+async def test_more_workers_than_partitions_the_extra_one_idles(
+        broker_url: str, unique: Callable[[str], str]) -> None:
+    """Three workers, two partitions: one gets nothing, nothing crashes, all is processed;
+    when a busy worker leaves, the idle one takes its partition."""
+    name, topic_name = unique("extra"), unique("amounts")
+    apps = [worker(name, broker_url, topic_name, 7301 + i) for i in range(3)]
+    topic = apps[0][1]
+    runs: list[Any] = [app.running() for app, _, _, _ in apps]
+    for run in runs:
+        await run.__aenter__()
+    try:
+        await eventually(lambda: sorted(len(owned(a)) for a, _, _, _ in apps) == [0, 1, 1],
+                         message="two workers own a partition each, the third idles")
+        idle = next(i for i, (a, _, _, _) in enumerate(apps) if not owned(a))
+        keys = [f"user-{i}" for i in range(40)]
+        for key in keys:
+            await topic.send(key=key, value=1)
+        await eventually(lambda: sum(len(h) for _, _, _, h in apps) == 40,
+                         message="every event handled once")
+        assert apps[idle][3] == []
+        assert all(app.conductor.error is None for app, _, _, _ in apps)
+        busy = next(i for i in range(3) if i != idle)
+        await runs[busy].__aexit__(None, None, None)
+        runs[busy] = None
+        await eventually(lambda: len(owned(apps[idle][0])) == 1,
+                         message="the idle worker takes over the partition that was left")
+        for key in keys:
+            await topic.send(key=key, value=1)
+        survivors = [i for i in range(3) if i != busy]
+        await eventually(lambda: sum(len(apps[i][3]) for i in survivors) >= 40 + 40 - len(
+            apps[busy][3]), message="the survivors handle the new events")
+        totals = {}
+        for i in survivors:
+            totals.update(dict(apps[i][2].items()))
+        assert totals == {key: 2 for key in keys}
+    finally:
+        for run in runs:
+            if run is not None:
+                await run.__aexit__(None, None, None)

@@ -82,11 +82,13 @@ class Report:
     keys_short: int = 0
     #: Sum of (table count - events) over keys: increments applied twice.
     table_surplus: int = 0
+    #: Times a partition's committed offset was seen lower than before.
+    offsets_backwards: int = 0
     worker_exits: list[int] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        if self.lost or self.keys_short:
+        if self.lost or self.keys_short or self.offsets_backwards:
             return False
         if self.guarantee == "exactly_once":
             return self.duplicates == 0 and self.table_surplus == 0
@@ -102,7 +104,8 @@ class Report:
             f"workers={self.workers} faults_injected={self.faults_injected} "
             f"time={self.seconds:.1f}s ({rate:,.0f} events/s) | lost={self.lost} "
             f"processed_twice={self.duplicates} table_short_keys={self.keys_short} "
-            f"table_surplus={self.table_surplus} -> {'OK' if self.ok else 'FAILED'}"
+            f"table_surplus={self.table_surplus} offsets_backwards={self.offsets_backwards} "
+            f"-> {'OK' if self.ok else 'FAILED'}"
         )
 
 
@@ -210,6 +213,7 @@ class FaultRun:
         self.report = Report(fault, guarantee, static, events, workers)
         self._admin = AdminClient({"bootstrap.servers": bootstrap})
         self._probe: Consumer | None = None
+        self._high_marks: dict[tuple[str, int], int] = {}
 
     # -- the run -----------------------------------------------------------------------
     def run(self) -> Report:
@@ -334,6 +338,11 @@ class FaultRun:
             tps = [TopicPartition(t, p) for t in topics for p in range(PARTITIONS)]
             committed = self._probe.committed(tps, timeout=10)
             offsets = tuple(tp.offset for tp in committed)
+            for tp in committed:
+                key = (tp.topic, tp.partition)
+                if tp.offset < self._high_marks.get(key, -1):
+                    self.report.offsets_backwards += 1
+                self._high_marks[key] = max(tp.offset, self._high_marks.get(key, -1))
             counted = sum(max(tp.offset, 0) for tp in committed if tp.topic != self.source)
             complete = True
             for tp in committed:

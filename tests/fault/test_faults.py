@@ -55,6 +55,7 @@ def test_sigkill_loop_loses_nothing(cluster: tuple[str, KafkaServer | None],
     report = run(cluster, tmp_path, fault="sigkill", interval=3.0)
     assert report.faults_injected >= 1
     assert report.lost == 0 and report.keys_short == 0, report.summary()
+    assert report.offsets_backwards == 0, report.summary()
     # Every increment applied twice is an event processed twice.
     assert 0 <= report.table_surplus <= report.duplicates, report.summary()
 
@@ -66,6 +67,7 @@ def test_broker_killed_mid_run_loses_nothing(cluster: tuple[str, KafkaServer | N
     report = run(cluster, tmp_path, fault="broker", interval=6.0)
     assert report.faults_injected == 1
     assert report.lost == 0 and report.keys_short == 0, report.summary()
+    assert report.offsets_backwards == 0, report.summary()
     assert 0 <= report.table_surplus <= report.duplicates, report.summary()
 
 
@@ -76,6 +78,7 @@ def test_stopped_worker_loses_its_partitions_and_nothing_else(
     report = run(cluster, tmp_path, fault="sigstop", interval=3.0)
     assert report.faults_injected == 1
     assert report.lost == 0 and report.keys_short == 0, report.summary()
+    assert report.offsets_backwards == 0, report.summary()
     assert 0 <= report.table_surplus <= report.duplicates, report.summary()
     # The zombie neither crashed nor was killed: every worker stopped cleanly.
     assert report.worker_exits == [0, 0, 0], report.summary()
