@@ -1,5 +1,6 @@
 """The conductor: fetch batches, decode them once per topic, hand them to streams,
-apply back-pressure, and checkpoint (changelogs, producer flush, offset commit).
+apply back-pressure, and checkpoint (changelogs, producer flush, offset commit —
+under exactly-once, one transaction with the offsets; see :mod:`.transactions`).
 """
 
 from __future__ import annotations
@@ -11,9 +12,16 @@ from typing import TYPE_CHECKING, Any
 
 from ..buffers import EventBuffer
 from ..events import Event
-from ..exceptions import FluvialError, ProducerError, SerializationError, WorkerStopped
+from ..exceptions import (
+    FluvialError,
+    ProducerError,
+    ProducerFenced,
+    SerializationError,
+    WorkerStopped,
+)
 from ..types import TP, ConsumerT, Message
 from .offsets import OffsetTracker
+from .transactions import Transactions
 
 if TYPE_CHECKING:
     from ..app import App
@@ -28,6 +36,10 @@ FLUSH_TIMEOUT_S = 60.0
 
 #: How long a full buffer may hold up fetching before its partitions are paused.
 PAUSE_AFTER_S = 0.5
+
+#: Exactly-once: how long a checkpoint waits for the actors to finish the events
+#: they hold, so that no transaction holds half of an event's effects.
+QUIESCE_TIMEOUT_S = 5.0
 
 
 class Subscription:
@@ -73,6 +85,13 @@ class Conductor:
         self._checkpoint_lock = asyncio.Lock()
         self._resubscribe_needed = False
         self._running = False
+        #: Exactly-once: the worker's transactional producer (``None`` at least once).
+        self.transactions: Transactions | None = None
+        #: A fencing seen where it cannot be handled (on revoke), for the fetch loop.
+        self._fenced: ProducerFenced | None = None
+        self._rejoining = False
+        #: References of revoked partitions' events dropped from the buffers (never acked).
+        self._discarded_refs = 0
         self.error: BaseException | None = None
         #: Counters for metrics and the banner.
         self.events_received = 0
@@ -129,11 +148,14 @@ class Conductor:
         commit_every = conf.broker_commit_every
         try:
             while True:
+                if self._fenced is not None:
+                    fenced, self._fenced = self._fenced, None
+                    await self.rejoin(fenced)
                 if self._resubscribe_needed:
                     await self._resubscribe()
                 if self._full:
                     await self._wait_for_room()
-                messages = await consumer.getmany(max_records, 0.2)
+                messages = await self.consumer.getmany(max_records, 0.2)
                 if messages:
                     self.dispatch(messages)
                     self._since_checkpoint += len(messages)
@@ -142,7 +164,10 @@ class Conductor:
                     # flushed no new events come in, so the flush is bounded by
                     # what the buffers hold.
                     self._checkpoint_due = False
-                    await self.checkpoint()
+                    try:
+                        await self.checkpoint()
+                    except ProducerFenced as exc:
+                        await self.rejoin(exc)
                 # Let the actors run before fetching more.
                 await asyncio.sleep(0)
         finally:
@@ -297,11 +322,19 @@ class Conductor:
 
     # -- checkpoints -------------------------------------------------------------
 
-    async def checkpoint(self) -> None:
-        """Changelogs out, producer flushed, then processed offsets committed."""
+    async def checkpoint(self, *, final: bool = False) -> None:
+        """Changelogs out, producer flushed, then processed offsets committed.
+
+        Under exactly-once: changelogs out, offsets sent to the transaction, the
+        transaction committed, stores persisted, the next transaction begun (not
+        after the ``final`` one). Raises :class:`ProducerFenced` when fenced.
+        """
         async with self._checkpoint_lock:
             self._since_checkpoint = 0
             self._checkpoint_due = False
+            if self.transactions is not None:
+                await self._commit_transaction(final=final)
+                return
             offsets = self.tracker.committable()
             self.app.tables.flush_changelogs()
             try:
@@ -316,19 +349,84 @@ class Conductor:
                 await self.consumer.commit(offsets)
                 self.tracker.committed.update(offsets)
 
+    async def _commit_transaction(self, *, final: bool) -> None:
+        assert self.transactions is not None and self.transactions.producer is not None
+        producer = self.transactions.producer
+        if not final:
+            await self._quiesce()
+        offsets = self.tracker.committable()
+        self.app.tables.flush_changelogs()
+        consumer = self.consumer
+        if offsets and consumer is not None:
+            await producer.send_offsets_to_transaction(offsets, await consumer.group_metadata())
+        await producer.commit_transaction()
+        # Only now may the stores keep what the changelog holds: an aborted
+        # transaction's writes are never persisted.
+        self.app.tables.persist()
+        self.tracker.committed.update(offsets)
+        if not final:
+            await producer.begin_transaction()
+
+    async def _quiesce(self) -> None:
+        """Wait until no actor holds an unfinished event (bounded).
+
+        Events still in the buffers have had no effect yet; an event an actor
+        took but did not acknowledge may have (a table write, a send): a
+        transaction must hold all of an event's effects and its offset, or none.
+        The fetch loop is here, so no new events come in meanwhile.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + QUIESCE_TIMEOUT_S
+        spins = 0
+        while self._in_flight() > 0:
+            if loop.time() > deadline:
+                logger.warning(
+                    "Exactly-once checkpoint: actors still hold unfinished events after %.0f s "
+                    "(an agent waiting on ask(), take(within=), or a slow call?); committing "
+                    "what is finished", QUIESCE_TIMEOUT_S)
+                return
+            spins += 1
+            await asyncio.sleep(0 if spins < 20 else 0.001)
+
+    async def settle(self) -> None:
+        """Stopping: drop the buffered events, let the actors finish the ones they hold."""
+        dropped = 0
+        for buffer in self.buffers():
+            dropped += len(buffer.items)
+            buffer.items.clear()
+        self._discarded_refs += dropped
+        try:
+            await self._quiesce()
+        finally:
+            self._discarded_refs -= dropped
+
+    def _in_flight(self) -> int:
+        """Event references handed to actors and not acknowledged."""
+        unacked = self.tracker.unacked_refs()
+        buffered = sum(len(buffer) for buffer in self.buffers())
+        return unacked - buffered - self._discarded_refs
+
     # -- rebalancing ---------------------------------------------------------------
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         logger.info("Partitions revoked: %s", _fmt(revoked))
+        discarded = 0
         for subs in self._subs.values():
             for sub in subs:
                 for buffer in sub.buffers:
-                    buffer.discard(revoked)
-        try:
-            await self.checkpoint()
-        except FluvialError as exc:
-            logger.error("Checkpoint on revoke failed: %s", exc)
-            self.fail(exc)
+                    discarded += buffer.discard(revoked)
+        if not self._rejoining:
+            self._discarded_refs = discarded
+            try:
+                await self.checkpoint()
+            except ProducerFenced as exc:
+                # Handled by the fetch loop (this may run on the consumer's behalf).
+                self._fenced = exc
+            except FluvialError as exc:
+                logger.error("Checkpoint on revoke failed: %s", exc)
+                self.fail(exc)
+            finally:
+                self._discarded_refs = 0
         self.tracker.forget(revoked)
         self._assignment -= revoked
         self._recovering -= {tp.partition for tp in revoked}
@@ -348,6 +446,51 @@ class Conductor:
                   if tp.topic in self._paused or tp.partition in self._recovering]
         if paused and self.consumer is not None:
             self.consumer.pause(paused)
+
+    async def rejoin(self, reason: ProducerFenced) -> None:
+        """Fenced: drop what was not committed and re-join the group from its offsets.
+
+        The open transaction is aborted, events in flight and every table
+        partition are dropped (stores never persisted the uncommitted writes),
+        the producer is renewed and a new group consumer joins; the tables are
+        restored from their (committed) changelogs on assignment. A fencing
+        soon after the previous one waits first, doubling each time.
+        """
+        from .lifecycle import create_group_consumer
+
+        transactions = self.transactions
+        assert transactions is not None
+        delay = transactions.backoff()
+        logger.warning(
+            "Exactly-once: the worker was fenced (%s). Its uncommitted work is discarded and it "
+            "re-joins group %r from the committed offsets%s.", reason, self.app.conf.id,
+            f" in {delay:.0f} s (fenced {transactions.fenced} times)" if delay else "")
+        self._rejoining = True
+        try:
+            old = self.consumer
+            self.consumer = None
+            if old is not None:
+                await old.stop()
+            for buffer in self.buffers():
+                buffer.items.clear()
+                buffer.draining = False
+            self.tracker = OffsetTracker()
+            self._assignment.clear()
+            self._recovering.clear()
+            self._paused.clear()
+            self._full.clear()
+            await self.app.tables.discard_uncommitted()
+            if delay:
+                await asyncio.sleep(delay)
+            await transactions.renew()
+            consumer = await create_group_consumer(self.app)
+            self.consumer = consumer
+            consumer.subscribe(
+                sorted(self._subs), on_assign=self.on_partitions_assigned,
+                on_revoke=self.on_partitions_revoked,
+            )
+        finally:
+            self._rejoining = False
 
     async def _on_restored(self, partitions: set[int]) -> None:
         """The tables of ``partitions`` are restored: process their events."""

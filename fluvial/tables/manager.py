@@ -158,6 +158,23 @@ class TableManager:
     def _recovery_failed(self, exc: BaseException) -> None:
         self.app._on_fatal(exc)
 
+    async def discard_uncommitted(self) -> None:
+        """Exactly-once, after a fencing: forget every table partition held in memory.
+
+        Stores never persisted writes of an uncommitted transaction, so
+        reopening a partition and replaying its (committed) changelog gives
+        exactly the committed state.
+        """
+        await self.stop_recovery()
+        tailing = self._tailer is not None
+        await self.stop_global_tailing()
+        for table in self._tables.values():
+            for partition in list(table.partitions_held()):
+                table.drop_partition(partition)
+        self._owned.clear()
+        if tailing:
+            await self.start_global_tailing()
+
     @property
     def recovering(self) -> set[int]:
         """Partition numbers whose tables are still being restored."""

@@ -168,6 +168,10 @@ class Table(MutableMapping[Any, Any]):
         """Open (or create) the store of ``partition``; it now belongs to this worker."""
         return self._store(partition)
 
+    def partitions_held(self) -> list[int]:
+        """The partition numbers whose stores are open here."""
+        return list(self._parts)
+
     def partition_data(self, partition: int) -> PartitionStore | None:
         return self._parts.get(partition)
 

@@ -71,6 +71,7 @@ class KafkaProducer:
         cfg["on_delivery"] = self._on_delivery
         user_error_cb = cfg.get("error_cb")
         cfg["error_cb"] = partial(self._on_error, user_error_cb)
+        self._config = cfg
         self._producer = Producer(cfg)
         self._loop: asyncio.AbstractEventLoop | None = None
         # Filled on the poll thread only; swapped out once per round.
