@@ -90,12 +90,22 @@ class Conductor:
         #: A fencing seen where it cannot be handled (on revoke), for the fetch loop.
         self._fenced: ProducerFenced | None = None
         self._rejoining = False
+        #: Bumped by each re-join: rebalance callbacks of an older consumer are ignored.
+        self._membership = 0
+        #: Exactly-once: a transaction is open (not during a commit, after the final
+        #: one, after a fencing until the re-join began a new one).
+        self._txn_open = False
         #: References of revoked partitions' events dropped from the buffers (never acked).
         self._discarded_refs = 0
         self.error: BaseException | None = None
         #: Counters for metrics and the banner.
         self.events_received = 0
         self.decode_errors = 0
+
+    def use_transactions(self, transactions: Transactions) -> None:
+        """Exactly-once: checkpoints commit transactions of ``transactions.producer``."""
+        self.transactions = transactions
+        self._txn_open = True
 
     # -- subscriptions -------------------------------------------------------
 
@@ -139,10 +149,7 @@ class Conductor:
         """Fetch and dispatch until cancelled; the caller owns the consumer."""
         self.consumer = consumer
         self._running = True
-        consumer.subscribe(
-            sorted(self._subs), on_assign=self.on_partitions_assigned,
-            on_revoke=self.on_partitions_revoked,
-        )
+        self._subscribe(consumer)
         conf = self.app.conf
         max_records = conf.broker_max_poll_records
         commit_every = conf.broker_commit_every
@@ -178,10 +185,24 @@ class Conductor:
         self._resubscribe_needed = False
         await self.app.declare_topics([sub.topic for sub in self._by_topic_object.values()])
         assert self.consumer is not None
-        self.consumer.subscribe(
-            sorted(self._subs), on_assign=self.on_partitions_assigned,
-            on_revoke=self.on_partitions_revoked,
-        )
+        self._subscribe(self.consumer)
+
+    def _subscribe(self, consumer: ConsumerT) -> None:
+        if self.transactions is None:
+            consumer.subscribe(sorted(self._subs), on_assign=self.on_partitions_assigned,
+                               on_revoke=self.on_partitions_revoked)
+            return
+        membership = self._membership
+
+        async def on_assign(assigned: set[TP]) -> None:
+            if membership == self._membership:
+                await self.on_partitions_assigned(assigned)
+
+        async def on_revoke(revoked: set[TP]) -> None:
+            if membership == self._membership:
+                await self.on_partitions_revoked(revoked)
+
+        consumer.subscribe(sorted(self._subs), on_assign=on_assign, on_revoke=on_revoke)
 
     async def run_checkpoints(self) -> None:
         """Checkpoint every ``broker_commit_interval`` seconds until cancelled."""
@@ -352,6 +373,8 @@ class Conductor:
     async def _commit_transaction(self, *, final: bool) -> None:
         assert self.transactions is not None and self.transactions.producer is not None
         producer = self.transactions.producer
+        if not self._txn_open or self._fenced is not None:
+            return  # after the final commit, or fenced (the fetch loop re-joins)
         if not final:
             await self._quiesce()
         offsets = self.tracker.committable()
@@ -359,6 +382,7 @@ class Conductor:
         consumer = self.consumer
         if offsets and consumer is not None:
             await producer.send_offsets_to_transaction(offsets, await consumer.group_metadata())
+        self._txn_open = False
         await producer.commit_transaction()
         # Only now may the stores keep what the changelog holds: an aborted
         # transaction's writes are never persisted.
@@ -366,6 +390,7 @@ class Conductor:
         self.tracker.committed.update(offsets)
         if not final:
             await producer.begin_transaction()
+            self._txn_open = True
 
     async def _quiesce(self) -> None:
         """Wait until no actor holds an unfinished event (bounded).
@@ -434,6 +459,7 @@ class Conductor:
 
     async def on_partitions_assigned(self, assigned: set[TP]) -> None:
         logger.info("Partitions assigned: %s", _fmt(assigned))
+        membership = self._membership
         self._assignment |= assigned
         # Tables behind their changelog are restored in the background; their
         # partitions stay paused until then, the others are processed at once.
@@ -441,6 +467,8 @@ class Conductor:
         # report a partition before it is paused.
         recovering = await self.app.tables.on_partitions_assigned(
             assigned, on_restored=self._on_restored)
+        if membership != self._membership:
+            return  # re-joined meanwhile (exactly-once fencing): this assignment is void
         self._recovering |= recovering
         paused = [tp for tp in self._assignment
                   if tp.topic in self._paused or tp.partition in self._recovering]
@@ -466,6 +494,9 @@ class Conductor:
             "re-joins group %r from the committed offsets%s.", reason, self.app.conf.id,
             f" in {delay:.0f} s (fenced {transactions.fenced} times)" if delay else "")
         self._rejoining = True
+        self._txn_open = False
+        # The old consumer's rebalance callbacks (one may be running) change nothing now.
+        self._membership += 1
         try:
             old = self.consumer
             self.consumer = None
@@ -483,12 +514,10 @@ class Conductor:
             if delay:
                 await asyncio.sleep(delay)
             await transactions.renew()
+            self._txn_open = True
             consumer = await create_group_consumer(self.app)
             self.consumer = consumer
-            consumer.subscribe(
-                sorted(self._subs), on_assign=self.on_partitions_assigned,
-                on_revoke=self.on_partitions_revoked,
-            )
+            self._subscribe(consumer)
         finally:
             self._rejoining = False
 

@@ -41,7 +41,7 @@ async def start_app(app: App) -> None:
         # Before the agents start: streams keep the producer they first see.
         transactions = Transactions(app)
         await app.replace_producer(await transactions.start())
-        app.conductor.transactions = transactions
+        app.conductor.use_transactions(transactions)
     for agent in app.agents.values():
         await agent.start()
     # Agent bodies run up to their first wait, creating group_by/through topics.

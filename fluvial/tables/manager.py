@@ -32,6 +32,8 @@ class TableManager:
         self._on_restored: Callable[[set[int]], Awaitable[None]] | None = None
         self._tailer: GlobalTailer | None = None
         self._owned: set[int] = set()
+        #: Bumped when every partition is discarded: assignments begun before are void.
+        self._generation = 0
 
     def add(self, table: Table) -> Table:
         if table.name in self._tables:
@@ -120,8 +122,11 @@ class TableManager:
         ]
         if not wanted:
             return set()
+        generation = self._generation
         reader = self._reader_for(on_restored)
         ends = await reader.end_offsets([TP(t.changelog_topic_name, p) for t, p in wanted])
+        if generation != self._generation or reader is not self._reader:
+            return set()  # discard_uncommitted() or stop_recovery() ran meanwhile
         behind: list[Restoring] = []
         for table, partition in wanted:
             done = table.open_partition(partition).changelog_offset
@@ -165,6 +170,7 @@ class TableManager:
         reopening a partition and replaying its (committed) changelog gives
         exactly the committed state.
         """
+        self._generation += 1
         await self.stop_recovery()
         tailing = self._tailer is not None
         await self.stop_global_tailing()

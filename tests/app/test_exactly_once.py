@@ -41,6 +41,28 @@ async def read_committed(app: faust.App, topic: str, partitions: int) -> list[tu
         await consumer.stop()
 
 
+async def feed(broker_url: str, topic: str, inputs: list[tuple[str, int]]) -> None:
+    """Send ``inputs`` with a plain producer of its own (not in any worker's transaction)."""
+    feeder = faust.App("feeder", broker=broker_url)
+    target = feeder.topic(topic, key_type=str, value_type=int, partitions=2)
+    try:
+        for key, value in inputs:
+            await target.send(key=key, value=value)
+    finally:
+        await feeder.close()
+
+
+async def read_until(app: faust.App, topic: str, n: int) -> list[tuple[Any, Any]]:
+    """The committed records of ``topic`` once there are at least ``n`` (or after 60 s)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 60
+    while True:
+        records = await read_committed(app, topic, 2)
+        if len(records) >= n or loop.time() > deadline:
+            return records
+        await asyncio.sleep(0.2)
+
+
 def build(name: str, source: str, sink: str, broker_url: str, **settings: Any
           ) -> tuple[faust.App, Any, Any, Any, list[int]]:
     app = faust.App(name, broker=broker_url, topic_partitions=2, broker_commit_interval=0.2,
@@ -63,7 +85,7 @@ def build(name: str, source: str, sink: str, broker_url: str, **settings: Any
 async def test_pipeline_output_and_table_exact(broker_url: str,
                                                unique: Callable[[str], str]) -> None:
     name, source, sink = unique("eos"), unique("eos-in"), unique("eos-out")
-    app, src, out, counts, seen = build(name, source, sink, broker_url)
+    app, src, _, counts, _ = build(name, source, sink, broker_url)
     inputs = [(f"k{i % 7}", i) for i in range(500)]
     expected = Counter(k for k, _ in inputs)
     async with app.running():
@@ -76,10 +98,93 @@ async def test_pipeline_output_and_table_exact(broker_url: str,
         assert app.conductor.transactions is not None
         assert app.conductor.transactions.fenced == 0
     # A new worker restores exactly the committed table and processes nothing again.
-    app2, src2, _, counts2, seen2 = build(name, source, sink, broker_url)
+    app2, _, _, counts2, seen2 = build(name, source, sink, broker_url)
     async with app2.running():
         await eventually(lambda: dict(counts2.items()) == dict(expected),
                          message="table restored")
         assert seen2 == []
         records = await read_committed(app2, sink, 2)
         assert len(records) == len(inputs)
+
+
+@pytest.mark.kafka
+async def test_aborted_transaction_in_changelog_is_not_restored(
+    kafka_bootstrap: str, kafka_url: str, unique: Callable[[str], str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Aborted records and markers take offsets a read_committed reader never sees;
+    recovery restores exactly the committed values and ends by position, not by waiting."""
+    from confluent_kafka import Producer
+
+    app, _, _, counts, _ = build(unique("eos-abort"), unique("in"), unique("out"), kafka_url)
+    await app.transport.start()
+    await app.declare_topics([counts.changelog_topic])
+    changelog = counts.changelog_topic_name
+    producer = Producer({"bootstrap.servers": kafka_bootstrap,
+                         "transactional.id": unique("writer")})
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, producer.init_transactions, 30)
+
+    def transaction(records: dict[str, int], *, commit: bool) -> None:
+        producer.begin_transaction()
+        for key, value in records.items():
+            producer.produce(changelog, json.dumps(value).encode(), counts.encode_key(key),
+                             partition=0)
+        producer.flush()
+        (producer.commit_transaction if commit else producer.abort_transaction)(30)
+
+    await loop.run_in_executor(None, lambda: transaction({"a": 1, "b": 2}, commit=True))
+    await loop.run_in_executor(None, lambda: transaction({"a": 99, "c": 5}, commit=False))
+    await loop.run_in_executor(None, lambda: transaction({"b": 3}, commit=True))
+    # The changelog ends with an aborted transaction and its marker.
+    await loop.run_in_executor(None, lambda: transaction({"a": 7, "d": 1}, commit=False))
+
+    with caplog.at_level(logging.WARNING, logger="fluvial.tables.recovery"):
+        async with app.running():
+            await eventually(lambda: not app.conductor.recovering()
+                             and app.conductor.assignment(), message="recovered")
+            await eventually(lambda: dict(counts.items()) == {"a": 1, "b": 3},
+                             message="committed values restored")
+            assert app.tables.last_restored == 3
+    assert "end before their high-water mark" not in caplog.text
+
+
+async def test_fenced_worker_rejoins_and_nothing_duplicates(
+    broker_url: str, unique: Callable[[str], str], tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Two workers with one transactional identity (same app, same data directory): the
+    second fences the first, whose commit fails; the first re-joins instead of crashing."""
+    name, source, sink = unique("eos-fence"), unique("in"), unique("out")
+    datadir = str(tmp_path / "shared")
+    app1, _, _, counts1, _ = build(name, source, sink, broker_url, datadir=datadir)
+    app2, _, _, counts2, _ = build(name, source, sink, broker_url, datadir=datadir)
+    first = [(f"k{i % 5}", i) for i in range(200)]
+    second = [(f"k{i % 5}", i) for i in range(200, 400)]
+    expected = Counter(k for k, _ in first + second)
+
+    def total() -> dict[str, int]:
+        merged: Counter[str] = Counter()
+        for table in (counts1, counts2):
+            for partition in table.partitions_held():
+                merged.update(dict((table.partition_data(partition) or {}).items()))
+        return dict(merged)
+
+    with caplog.at_level(logging.WARNING, logger="fluvial.runtime.conductor"):
+        async with app1.running():
+            await feed(broker_url, source, first)
+            await eventually(lambda: sum(counts1.values()) == len(first), message="first half")
+            async with app2.running():
+                assert app1.conductor.transactions is not None
+                t1 = app1.conductor.transactions
+                # The first worker learns it is fenced when its next transaction with
+                # records reaches the broker (an empty one commits locally).
+                await feed(broker_url, source, second)
+                await eventually(lambda: t1.fenced >= 1, message="first worker fenced")
+                await eventually(lambda: total() == dict(expected), timeout=60,
+                                 message="both halves counted exactly once")
+                records = await read_until(app2, sink, 400)
+                assert sorted(int(v) for _, v in records) == list(range(400))
+                assert app1.fatal_error is None and app2.fatal_error is None
+                assert t1.fenced >= 1
+    assert "was fenced" in caplog.text

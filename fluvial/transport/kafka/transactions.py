@@ -64,28 +64,51 @@ class TransactionalKafkaProducer(KafkaProducer):
         self._open = False
         self._held: list[_Held] = []
         self._fatal_code: int | None = None
+        self._fatal_send = False
 
     # -- sending ---------------------------------------------------------------
     def send(self, topic: str, key: bytes | None, value: bytes | None, *,
              partition: int | None = None, timestamp: float | None = None,
              headers: Headers | None = None) -> asyncio.Future[RecordMetadata]:
-        if self._open:
-            return super().send(topic, key, value, partition=partition, timestamp=timestamp,
-                                headers=headers)
         if self._loop is None:
             raise ProducerError("Producer not started: await producer.start() first")
-        fut: asyncio.Future[RecordMetadata] = self._loop.create_future()
+        if self._open:
+            try:
+                return super().send(topic, key, value, partition=partition,
+                                    timestamp=timestamp, headers=headers)
+            except ProducerError as exc:
+                if not self._doomed(exc):
+                    raise
+                fut: asyncio.Future[RecordMetadata] = self._loop.create_future()
+                fut.set_exception(exc)
+                fut.exception()  # the commit reports it; nobody need retrieve it
+                return fut
+        fut = self._loop.create_future()
         self._held.append((topic, key, value, partition, timestamp, headers, fut))
         return fut
 
     def send_soon(self, topic: str, key: bytes | None, value: bytes | None, *,
                   partition: int | None = None, timestamp: float | None = None,
                   headers: Headers | None = None) -> None:
-        if self._open:
+        if not self._open:
+            self._held.append((topic, key, value, partition, timestamp, headers, None))
+            return
+        try:
             super().send_soon(topic, key, value, partition=partition, timestamp=timestamp,
                               headers=headers)
-        else:
-            self._held.append((topic, key, value, partition, timestamp, headers, None))
+        except ProducerError as exc:
+            if not self._doomed(exc):
+                raise
+
+    def _doomed(self, exc: ProducerError) -> bool:
+        """A send failed because the producer failed fatally (fenced): the transaction
+        cannot commit, and the commit says so; the send is dropped with it."""
+        cause = exc.__cause__
+        err = _error(cause) if isinstance(cause, KafkaException) else None
+        fatal = self._fatal is not None or (err is not None and err.code() == KafkaError._FATAL)
+        if fatal:
+            self._fatal_send = True
+        return fatal
 
     def _replay_held(self) -> None:
         held, self._held = self._held, []
@@ -176,6 +199,7 @@ class TransactionalKafkaProducer(KafkaProducer):
         self._failures = []
         self._fatal = None
         self._fatal_code = None
+        self._fatal_send = False
         self._stopping = threading.Event()
         self._thread = None
         self._stopped = False
@@ -207,7 +231,8 @@ class TransactionalKafkaProducer(KafkaProducer):
                 err = _error(exc)
                 if err is None:
                     raise ProducerError(f"Could not {what}: {exc}") from exc
-                if err.code() in FENCED_CODES or self._fatal_code in FENCED_CODES:
+                if (err.code() in FENCED_CODES or self._fatal_code in FENCED_CODES
+                        or (err.fatal() and self._fatal_send)):
                     raise ProducerFenced(
                         f"Could not {what} (transactional.id {self.transactional_id!r}): "
                         f"{err.name()}: {err.str()}"
