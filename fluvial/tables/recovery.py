@@ -302,9 +302,13 @@ class ChangelogReader:
     async def _reached_end(self, consumer: ConsumerT) -> list[Restoring]:
         """Partitions whose position is at their end though their last records never came
         (transaction markers, aborted records)."""
-        pending = self._pending
-        positions = await consumer.position(list(pending))
+        positions = await consumer.position(list(self._pending))
+        # The position counts what the consumer fetched, which may still be on its
+        # way here: what was fetched before the answer has arrived by now.
         finished: list[Restoring] = []
+        while batch := await consumer.getmany(RESTORE_BATCH, 0):
+            finished += self._apply(batch)
+        pending = self._pending
         for tp, position in positions.items():
             item = pending.get(tp)
             if item is not None and position is not None and position >= item.end:

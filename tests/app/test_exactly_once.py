@@ -35,6 +35,9 @@ async def read_committed(app: faust.App, topic: str, partitions: int) -> list[tu
                 records.append((m.key, m.value))
             positions = await consumer.position(tps)
             if all((positions[tp] or 0) >= ends[tp] for tp in tps):
+                # Fetched before the position was read, maybe not yet returned.
+                while batch := await consumer.getmany(10_000, 0):
+                    records += [(m.key, m.value) for m in batch]
                 return records
             assert loop.time() < deadline, f"reading {topic} did not reach {ends}"
     finally:
