@@ -170,6 +170,9 @@ class TransactionalProducerT(ProducerT, Protocol):
                                           group_metadata: Any) -> None:
         """Commit ``offsets`` of the group described by ``group_metadata`` with the transaction."""
 
+    def prepare_commit(self) -> None:
+        """Sends from now on belong to the next transaction (the one to commit is closed)."""
+
     async def commit_transaction(self) -> None: ...
 
     async def abort_transaction(self) -> None:

@@ -379,6 +379,9 @@ class Conductor:
             await self._quiesce()
         offsets = self.tracker.committable()
         self.app.tables.flush_changelogs()
+        # No await since the offsets were taken: from here on the actors' sends go
+        # to the next transaction, like their offsets.
+        producer.prepare_commit()
         consumer = self.consumer
         if offsets and consumer is not None:
             await producer.send_offsets_to_transaction(offsets, await consumer.group_metadata())

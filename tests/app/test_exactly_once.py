@@ -191,3 +191,77 @@ async def test_fenced_worker_rejoins_and_nothing_duplicates(
                 assert app1.fatal_error is None and app2.fatal_error is None
                 assert t1.fenced >= 1
     assert "was fenced" in caplog.text
+
+
+@pytest.mark.kafka
+@pytest.mark.parametrize(("crash_at", "crash_on"),
+                         [("offsets", "2"), ("commit", "1"), ("after_commit", "1")])
+async def test_crash_mid_transaction_no_duplicate_no_gap(
+    kafka_bootstrap: str, kafka_url: str, tmp_path: Path, crash_at: str, crash_on: str
+) -> None:
+    """A worker killed at a step of its transaction commit, then restarted: the output
+    (read_committed) holds every input exactly once and the table is exact."""
+    import signal
+    import uuid
+
+    from .test_crash_recovery import produce, spawn
+
+    suffix = uuid.uuid4().hex[:8]
+    env = {"FLUVIAL_BROKER": kafka_url, "TEST_APP_ID": f"eos-crash-{suffix}",
+           "TEST_TOPIC": f"eos-crash-in-{suffix}", "TEST_OUT": f"eos-crash-out-{suffix}",
+           "FLUVIAL_DATADIR": str(tmp_path / "data"),
+           "FLUVIAL_CONSUMER_GROUP_INSTANCE_ID": "eos-crash-worker-1"}
+    expected = produce(kafka_bootstrap, env["TEST_TOPIC"])
+    n = sum(expected.values())
+
+    def start(**extra: str) -> Any:
+        return spawn({**env, **extra}, tmp_path, app_module="tests.app.eos_crash_app:app")
+
+    crashed = start(CRASH_AT=crash_at, CRASH_ON=crash_on)
+    try:
+        _, err = crashed.communicate(timeout=120)
+    finally:
+        if crashed.poll() is None:
+            crashed.kill()
+    assert crashed.returncode == 9, err[-2000:]
+
+    dump = tmp_path / "table.json"
+    survivor = start(DUMP=str(dump))
+    try:
+        counts: dict[str, int] = {}
+        for _ in range(600):
+            await asyncio.sleep(0.1)
+            if survivor.poll() is not None:
+                raise AssertionError(survivor.communicate()[1][-3000:])
+            if dump.exists():
+                counts = by_account(json.loads(dump.read_text()))
+                if sum(counts.values()) >= n:
+                    break
+        await asyncio.sleep(1.0)  # a few more checkpoints: would-be duplicates show up
+        counts = by_account(json.loads(dump.read_text()))
+        survivor.send_signal(signal.SIGTERM)
+        _, err = survivor.communicate(timeout=60)
+    finally:
+        if survivor.poll() is None:
+            survivor.kill()
+    assert survivor.returncode == 0, err[-3000:]
+    assert counts == dict(expected)
+
+    reader = faust.App("reader", broker=kafka_url)
+    try:
+        await reader.transport.start()
+        records = await read_committed(reader, env["TEST_OUT"], 2)
+    finally:
+        await reader.close()
+    outputs = Counter(value for _, value in records)
+    assert len(records) == n, f"{len(records) - n:+d} records; duplicates: " + str(
+        [k for k, c in outputs.items() if c > 1][:5])
+    assert set(outputs) == {f"o{i}".encode() for i in range(n)}
+
+
+def by_account(dump: dict[str, int]) -> dict[str, int]:
+    """Table keys are ``account|partition``: the count per account."""
+    totals: Counter[str] = Counter()
+    for key, count in dump.items():
+        totals[key.split("|")[0]] += count
+    return dict(totals)

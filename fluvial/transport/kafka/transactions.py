@@ -151,8 +151,12 @@ class TransactionalKafkaProducer(KafkaProducer):
                             self._producer.send_offsets_to_transaction, parts, group_metadata,
                             CALL_TIMEOUT_S)
 
+    def prepare_commit(self) -> None:
+        # From here until begin_transaction, sends are held (librdkafka would refuse
+        # them during the commit, and they belong to the next transaction).
+        self._open = False
+
     async def commit_transaction(self) -> None:
-        # From here until begin_transaction, sends are held (librdkafka refuses them).
         self._open = False
         try:
             await self.flush()

@@ -207,6 +207,8 @@ class TransactionalMemoryProducer(MemoryProducer):
         self.transactional_id = transactional_id
         self._epoch: int | None = None
         self._held: list[_Held] = []
+        #: The sends of the transaction being committed (see ``prepare_commit``).
+        self._closing: list[_Held] | None = None
         self._offsets: dict[TP, int] = {}
         self._group: Any = None
 
@@ -252,9 +254,17 @@ class TransactionalMemoryProducer(MemoryProducer):
         self._offsets.update(offsets)
         self._group = group_metadata
 
+    def prepare_commit(self) -> None:
+        if self._closing is None:
+            self._closing, self._held = self._held, []
+        else:
+            self._closing += self._held
+            self._held = []
+
     async def commit_transaction(self) -> None:
         await asyncio.sleep(0)
-        held, self._held = self._held, []
+        self.prepare_commit()
+        held, self._closing = self._closing or [], None
         offsets, self._offsets = self._offsets, {}
         meta, self._group = self._group, None
         self._check_epoch()
@@ -276,7 +286,8 @@ class TransactionalMemoryProducer(MemoryProducer):
             self._broker.group(meta.group_id).committed.update(offsets)
 
     async def abort_transaction(self) -> None:
-        held, self._held = self._held, []
+        held, self._held = (self._closing or []) + self._held, []
+        self._closing = None
         self._offsets.clear()
         self._group = None
         for *_, future in held:
@@ -288,6 +299,7 @@ class TransactionalMemoryProducer(MemoryProducer):
         self.transactional_id = transactional_id
         self._epoch = None
         self._held.clear()
+        self._closing = None
         self._offsets.clear()
         self._group = None
         await asyncio.sleep(0)
