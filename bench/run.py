@@ -3,8 +3,10 @@
 Two pipelines over an 8-partition topic of small JSON orders keyed by order id
 (~1000 distinct accounts):
 
-plain  iterate the stream and count
-table  group_by(account_id), then increment a per-account count in a table
+plain      iterate the stream and count
+table      group_by(account_id), then increment a per-account count in a table
+table-eos  the table pipeline under processing_guarantee="exactly_once" (fluvial only:
+           the cost of transactions against ``table``)
 
 Each run is a fresh subprocess on a fresh topic and consumer group; the input is
 produced beforehand with confluent-kafka, so only processing is timed: from the first
@@ -40,13 +42,16 @@ PIPELINES_DIR = REPO / "bench" / "pipelines"
 WORK = REPO / ".bench"
 
 SYSTEMS = ("fluvial", "faust", "quix")
-PIPELINES = ("plain", "table")
+PIPELINES = ("plain", "table", "table-eos")
+#: Pipelines only fluvial runs (the peers' exactly-once is not compared).
+FLUVIAL_ONLY = {"table-eos"}
 TRANSPORTS = ("memory", "kafka")
 
 # N per run: a few seconds of processing each on a 2-core machine.
 DEFAULT_EVENTS: dict[tuple[str, str], int] = {
     ("fluvial", "plain"): 1_000_000,
     ("fluvial", "table"): 300_000,
+    ("fluvial", "table-eos"): 300_000,
     ("faust", "plain"): 100_000,
     ("faust", "table"): 30_000,
     ("quix", "plain"): 300_000,
@@ -72,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     plan = [("memory", "fluvial", p) for p in args.pipelines
             if "memory" in args.transports and "fluvial" in args.systems]
     plan += [("kafka", s, p) for s in args.systems for p in args.pipelines
-             if "kafka" in args.transports]
+             if "kafka" in args.transports and (s == "fluvial" or p not in FLUVIAL_ONLY)]
     console.print(f"bench {run_id}: table stores: "
                   + ", ".join(f"{s}={STORES[s]}" for s in args.systems))
 
@@ -95,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(scratch, ignore_errors=True)
         if results:
             print_report(results, console)
+            _print_eos_cost(results, console)
             write_results(args.results, results, meta)
             console.print(f"results written to {args.results}")
     return 0 if all(r.status == "ok" for r in results) else 1
@@ -158,6 +164,18 @@ def _one(
     return result
 
 
+def _print_eos_cost(results: list[RunResult], console: Console) -> None:
+    """Exactly-once throughput against at-least-once, per transport."""
+    rate = {(r.transport, r.pipeline): r.events_per_s for r in results
+            if r.system == "fluvial" and r.status == "ok"}
+    for transport in TRANSPORTS:
+        alo, eos = rate.get((transport, "table")), rate.get((transport, "table-eos"))
+        if alo and eos:
+            console.print(f"exactly-once cost ({transport}): table-eos {eos:,.0f} events/s vs "
+                          f"table {alo:,.0f} events/s at least once "
+                          f"([bold]{eos / alo:.0%}[/] of the throughput)")
+
+
 def _env(system: str, transport: str, bootstrap: str, bench: dict[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BENCH_", "FLUVIAL_"))}
     env.pop("PYTHONPATH", None)
@@ -184,7 +202,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--systems", type=_csv(SYSTEMS), default=list(SYSTEMS),
                    help="comma-separated: fluvial,faust,quix (default: all)")
     p.add_argument("--only", dest="pipelines", type=_csv(PIPELINES), default=list(PIPELINES),
-                   help="comma-separated pipelines: plain,table (default: both)")
+                   help="comma-separated pipelines: plain,table,table-eos (default: all)")
     p.add_argument("--transports", type=_csv(TRANSPORTS), default=list(TRANSPORTS),
                    help="comma-separated: memory,kafka (default: both; memory is fluvial only)")
     p.add_argument("--events", type=int, default=0,

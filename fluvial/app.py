@@ -278,6 +278,22 @@ class App:
         else:
             await self._producer_started.wait()
 
+    async def replace_producer(self, producer: ProducerT) -> None:
+        """Send through ``producer`` from now on (the worker's transactional producer).
+
+        A producer already started (a script sent before the worker ran) is
+        flushed and stopped; :meth:`close` stops the new one.
+        """
+        old, self._producer = self._producer, producer
+        if self._producer_started is None:
+            self._producer_started = asyncio.Event()
+            self._producer_started.set()
+        if old is not None and old is not producer:
+            try:
+                await old.flush()
+            finally:
+                await old.stop()
+
     async def close(self) -> None:
         """Flush and release the clients a script started (``send`` outside a worker).
 

@@ -41,6 +41,20 @@ class GroupMembershipLost(CommitError):
     process the uncommitted events again."""
 
 
+class ProducerFenced(TransportError):
+    """Under exactly-once, this worker's transaction was fenced and not committed.
+
+    Either a newer producer took over the worker's ``transactional.id``, or the
+    consumer group moved on without this worker (its generation is stale: a
+    zombie). Nothing of the transaction is visible; the worker discards its
+    uncommitted state and re-joins the group.
+    """
+
+
+class TransactionsUnavailable(TransportError):
+    """``processing_guarantee='exactly_once'`` but the broker cannot run transactions."""
+
+
 class SerializationError(FluvialError):
     """A key or value could not be encoded or decoded."""
 

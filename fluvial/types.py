@@ -22,6 +22,7 @@ __all__ = [
     "RebalanceCallback",
     "RecordMetadata",
     "TopicSpec",
+    "TransactionalProducerT",
     "TransportT",
 ]
 
@@ -163,6 +164,38 @@ class ProducerT(Protocol):
         """
 
 
+class TransactionalProducerT(ProducerT, Protocol):
+    """A producer whose sends and source offsets commit atomically (exactly-once).
+
+    While no transaction is open (between ``commit_transaction`` and the next
+    ``begin_transaction``) sends are held and go into the next transaction.
+    Fencing raises :class:`~fluvial.exceptions.ProducerFenced`.
+    """
+
+    async def init_transactions(self) -> None:
+        """Register the transactional id, fencing (and aborting) any predecessor's."""
+
+    async def begin_transaction(self) -> None: ...
+
+    async def send_offsets_to_transaction(self, offsets: Mapping[TP, int],
+                                          group_metadata: Any) -> None:
+        """Commit ``offsets`` of the group described by ``group_metadata`` with the transaction."""
+
+    def prepare_commit(self) -> None:
+        """Sends from now on belong to the next transaction (the one to commit is closed)."""
+
+    async def commit_transaction(self) -> None: ...
+
+    async def abort_transaction(self) -> None:
+        """Abort the open transaction (best effort on a fenced producer)."""
+
+    async def renew(self, transactional_id: str) -> None:
+        """Drop the (fenced) client and make a fresh one with ``transactional_id``.
+
+        Whoever holds this producer keeps using it; call ``init_transactions`` next.
+        """
+
+
 class ConsumerT(Protocol):
     """Reads batches of messages, either as a group member or by manual assignment."""
 
@@ -198,6 +231,12 @@ class ConsumerT(Protocol):
 
     async def committed(self, tps: Iterable[TP]) -> dict[TP, int | None]: ...
 
+    async def position(self, tps: Iterable[TP]) -> dict[TP, int | None]:
+        """The next offset this consumer will read (past skipped transaction markers)."""
+
+    async def group_metadata(self) -> Any:
+        """The group's generation and member id, for ``send_offsets_to_transaction``."""
+
     async def end_offsets(self, tps: Iterable[TP]) -> dict[TP, int]:
         """The high-water mark (offset after the last message) of each partition."""
 
@@ -223,6 +262,9 @@ class TransportT(Protocol):
     async def stop(self) -> None: ...
 
     def create_producer(self, **config: Any) -> ProducerT: ...
+
+    def create_transactional_producer(self, transactional_id: str,
+                                      **config: Any) -> TransactionalProducerT: ...
 
     def create_consumer(
         self,

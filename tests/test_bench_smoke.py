@@ -114,7 +114,8 @@ def test_produced_orders_land_on_eight_partitions_as_json(kafka_bootstrap: str) 
 
 
 def test_fluvial_pipelines_run_end_to_end_on_the_memory_transport(tmp_path: Path) -> None:
-    """The real bench command, tiny: both fluvial pipelines report, and the table counts add up."""
+    """The real bench command, tiny: every fluvial pipeline reports, and the table counts add up
+    (also under exactly-once)."""
     from bench.run import main
 
     results = tmp_path / "results.json"
@@ -127,3 +128,6 @@ def test_fluvial_pipelines_run_end_to_end_on_the_memory_transport(tmp_path: Path
     assert table["status"] == "ok"
     assert table["extra"]["table_total"] == 3000
     assert 900 < table["extra"]["accounts"] <= ACCOUNTS
+    eos = runs["table-eos"]
+    assert eos["status"] == "ok"
+    assert eos["extra"]["table_total"] == 3000

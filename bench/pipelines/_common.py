@@ -6,7 +6,7 @@ quixstreams'), so this module uses the standard library only. Scripts import it 
 
 Settings come from the environment, set by ``bench.run``:
 
-BENCH_PIPELINE   ``plain`` or ``table``
+BENCH_PIPELINE   ``plain``, ``table`` or ``table-eos`` (table with exactly-once; fluvial only)
 BENCH_EVENTS     N, the number of events after which the pipeline reports and stops
 BENCH_TOPIC      source topic (8 partitions, already filled on Kafka)
 BENCH_APP_ID     application id / consumer group, unique per run
@@ -56,8 +56,9 @@ class Settings:
     @classmethod
     def from_env(cls) -> Settings:
         pipeline = os.environ["BENCH_PIPELINE"]
-        if pipeline not in ("plain", "table"):
-            raise SystemExit(f"BENCH_PIPELINE must be 'plain' or 'table', not {pipeline!r}")
+        if pipeline not in ("plain", "table", "table-eos"):
+            raise SystemExit("BENCH_PIPELINE must be 'plain', 'table' or 'table-eos', "
+                             f"not {pipeline!r}")
         return cls(
             pipeline=pipeline,
             events=int(os.environ["BENCH_EVENTS"]),

@@ -6,6 +6,7 @@ transport (``kafka://host:port`` or ``memory://``).
 plain: an agent iterates the orders stream and counts.
 table: the Faust README example, group_by on the account id then a Table increment
 (the key is a function returning ``order.account_id`` that also starts the clock).
+table-eos: the same with ``processing_guarantee="exactly_once"`` (transactions).
 
 On ``memory://`` the broker lives inside this process, so a task first sends the N
 orders with ``topic.send`` and the agent starts iterating only once they are all
@@ -50,6 +51,7 @@ app = faust.App(
     topic_partitions=PARTITIONS,
     consumer_auto_offset_reset="earliest",
     web_enabled=False,
+    processing_guarantee="exactly_once" if settings.pipeline == "table-eos" else "at_least_once",
 )
 orders_topic = app.topic(settings.topic, value_type=Order, partitions=PARTITIONS)
 
@@ -71,7 +73,7 @@ def finish(first_ts: float, last_ts: float, **extra: Any) -> None:
         settings,
         system="fluvial",
         version=getattr(faust, "__version__", "?"),
-        store=STORE if settings.pipeline == "table" else "-",
+        store=STORE if settings.pipeline != "plain" else "-",
         events=N,
         first_ts=first_ts,
         last_ts=last_ts,

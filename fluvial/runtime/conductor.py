@@ -1,5 +1,6 @@
 """The conductor: fetch batches, decode them once per topic, hand them to streams,
-apply back-pressure, and checkpoint (changelogs, producer flush, offset commit).
+apply back-pressure, and checkpoint (changelogs, producer flush, offset commit —
+under exactly-once, one transaction with the offsets; see :mod:`.transactions`).
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ from ..exceptions import (
     FluvialError,
     GroupMembershipLost,
     ProducerError,
+    ProducerFenced,
     SerializationError,
     WorkerStopped,
 )
 from ..types import TP, ConsumerT, Message
 from .offsets import OffsetTracker
+from .transactions import Transactions
 
 if TYPE_CHECKING:
     from ..app import App
@@ -37,6 +40,10 @@ IN_FLIGHT_TIMEOUT_S = 10.0
 
 #: How long a full buffer may hold up fetching before its partitions are paused.
 PAUSE_AFTER_S = 0.5
+
+#: Exactly-once: how long a checkpoint waits for the actors to finish the events
+#: they hold, so that no transaction holds half of an event's effects.
+QUIESCE_TIMEOUT_S = 5.0
 
 
 class Subscription:
@@ -82,10 +89,27 @@ class Conductor:
         self._checkpoint_lock = asyncio.Lock()
         self._resubscribe_needed = False
         self._running = False
+        #: Exactly-once: the worker's transactional producer (``None`` at least once).
+        self.transactions: Transactions | None = None
+        #: A fencing seen where it cannot be handled (on revoke), for the fetch loop.
+        self._fenced: ProducerFenced | None = None
+        self._rejoining = False
+        #: Bumped by each re-join: rebalance callbacks of an older consumer are ignored.
+        self._membership = 0
+        #: Exactly-once: a transaction is open (not during a commit, after the final
+        #: one, after a fencing until the re-join began a new one).
+        self._txn_open = False
+        #: References of revoked partitions' events dropped from the buffers (never acked).
+        self._discarded_refs = 0
         self.error: BaseException | None = None
         #: Counters for metrics and the banner.
         self.events_received = 0
         self.decode_errors = 0
+
+    def use_transactions(self, transactions: Transactions) -> None:
+        """Exactly-once: checkpoints commit transactions of ``transactions.producer``."""
+        self.transactions = transactions
+        self._txn_open = True
 
     # -- subscriptions -------------------------------------------------------
 
@@ -129,20 +153,20 @@ class Conductor:
         """Fetch and dispatch until cancelled; the caller owns the consumer."""
         self.consumer = consumer
         self._running = True
-        consumer.subscribe(
-            sorted(self._subs), on_assign=self.on_partitions_assigned,
-            on_revoke=self.on_partitions_revoked,
-        )
+        self._subscribe(consumer)
         conf = self.app.conf
         max_records = conf.broker_max_poll_records
         commit_every = conf.broker_commit_every
         try:
             while True:
+                if self._fenced is not None:
+                    fenced, self._fenced = self._fenced, None
+                    await self.rejoin(fenced)
                 if self._resubscribe_needed:
                     await self._resubscribe()
                 if self._full:
                     await self._wait_for_room()
-                messages = await consumer.getmany(max_records, 0.2)
+                messages = await self.consumer.getmany(max_records, 0.2)
                 if messages:
                     self.dispatch(messages)
                     self._since_checkpoint += len(messages)
@@ -151,7 +175,10 @@ class Conductor:
                     # flushed no new events come in, so the flush is bounded by
                     # what the buffers hold.
                     self._checkpoint_due = False
-                    await self.checkpoint()
+                    try:
+                        await self.checkpoint()
+                    except ProducerFenced as exc:
+                        await self.rejoin(exc)
                 # Let the actors run before fetching more.
                 await asyncio.sleep(0)
         finally:
@@ -162,10 +189,24 @@ class Conductor:
         self._resubscribe_needed = False
         await self.app.declare_topics([sub.topic for sub in self._by_topic_object.values()])
         assert self.consumer is not None
-        self.consumer.subscribe(
-            sorted(self._subs), on_assign=self.on_partitions_assigned,
-            on_revoke=self.on_partitions_revoked,
-        )
+        self._subscribe(self.consumer)
+
+    def _subscribe(self, consumer: ConsumerT) -> None:
+        if self.transactions is None:
+            consumer.subscribe(sorted(self._subs), on_assign=self.on_partitions_assigned,
+                               on_revoke=self.on_partitions_revoked)
+            return
+        membership = self._membership
+
+        async def on_assign(assigned: set[TP]) -> None:
+            if membership == self._membership:
+                await self.on_partitions_assigned(assigned)
+
+        async def on_revoke(revoked: set[TP]) -> None:
+            if membership == self._membership:
+                await self.on_partitions_revoked(revoked)
+
+        consumer.subscribe(sorted(self._subs), on_assign=on_assign, on_revoke=on_revoke)
 
     async def run_checkpoints(self) -> None:
         """Checkpoint every ``broker_commit_interval`` seconds until cancelled."""
@@ -306,17 +347,22 @@ class Conductor:
 
     # -- checkpoints -------------------------------------------------------------
 
-    async def checkpoint(self) -> None:
-        """Changelogs out, producer flushed, then processed offsets committed."""
+    async def checkpoint(self, *, final: bool = False) -> None:
+        """Changelogs out, producer flushed, then processed offsets committed.
+
+        Under exactly-once: changelogs out, offsets sent to the transaction, the
+        transaction committed, stores persisted, the next transaction begun (not
+        after the ``final`` one). Raises :class:`ProducerFenced` when fenced.
+        """
         async with self._checkpoint_lock:
             self._since_checkpoint = 0
             self._checkpoint_due = False
+            if self.transactions is not None:
+                await self._commit_transaction(final=final)
+                return
             offsets = self.tracker.committable()
             self.app.tables.flush_changelogs()
-            if self.app.declarations:
-                # Messages to topics still being created would hold up the flush.
-                pending, self.app.declarations = self.app.declarations, []
-                await asyncio.gather(*pending)
+            await self._topics_declared()
             try:
                 await asyncio.wait_for(self.app.producer.flush(), FLUSH_TIMEOUT_S)
             except TimeoutError:
@@ -336,6 +382,78 @@ class Conductor:
                     return
                 self.tracker.committed.update(offsets)
 
+    async def _topics_declared(self) -> None:
+        """Wait for topics ``send_soon`` is creating: their messages would hold up the
+        flush (or the transaction's commit)."""
+        if self.app.declarations:
+            pending, self.app.declarations = self.app.declarations, []
+            await asyncio.gather(*pending)
+
+    async def _commit_transaction(self, *, final: bool) -> None:
+        assert self.transactions is not None and self.transactions.producer is not None
+        producer = self.transactions.producer
+        if not self._txn_open or self._fenced is not None:
+            return  # after the final commit, or fenced (the fetch loop re-joins)
+        if not final:
+            await self._quiesce()
+        await self._topics_declared()
+        offsets = self.tracker.committable()
+        self.app.tables.flush_changelogs()
+        # No await since the offsets were taken: from here on the actors' sends go
+        # to the next transaction, like their offsets.
+        producer.prepare_commit()
+        consumer = self.consumer
+        if offsets and consumer is not None:
+            await producer.send_offsets_to_transaction(offsets, await consumer.group_metadata())
+        self._txn_open = False
+        await producer.commit_transaction()
+        # Only now may the stores keep what the changelog holds: an aborted
+        # transaction's writes are never persisted.
+        self.app.tables.persist()
+        self.tracker.committed.update(offsets)
+        if not final:
+            await producer.begin_transaction()
+            self._txn_open = True
+
+    async def _quiesce(self) -> None:
+        """Wait until no actor holds an unfinished event (bounded).
+
+        Events still in the buffers have had no effect yet; an event an actor
+        took but did not acknowledge may have (a table write, a send): a
+        transaction must hold all of an event's effects and its offset, or none.
+        The fetch loop is here, so no new events come in meanwhile.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + QUIESCE_TIMEOUT_S
+        spins = 0
+        while self._in_flight() > 0:
+            if loop.time() > deadline:
+                logger.warning(
+                    "Exactly-once checkpoint: actors still hold unfinished events after %.0f s "
+                    "(an agent waiting on ask(), take(within=), or a slow call?); committing "
+                    "what is finished", QUIESCE_TIMEOUT_S)
+                return
+            spins += 1
+            await asyncio.sleep(0 if spins < 20 else 0.001)
+
+    async def settle(self) -> None:
+        """Stopping: drop the buffered events, let the actors finish the ones they hold."""
+        dropped = 0
+        for buffer in self.buffers():
+            dropped += len(buffer.items)
+            buffer.items.clear()
+        self._discarded_refs += dropped
+        try:
+            await self._quiesce()
+        finally:
+            self._discarded_refs -= dropped
+
+    def _in_flight(self) -> int:
+        """Event references handed to actors and not acknowledged."""
+        unacked = self.tracker.unacked_refs()
+        buffered = sum(len(buffer) for buffer in self.buffers())
+        return unacked - buffered - self._discarded_refs
+
     # -- rebalancing ---------------------------------------------------------------
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
@@ -345,19 +463,28 @@ class Conductor:
         # the checkpoint below commits them and nobody processes them twice.
         dropped: dict[int, int] = {}
         watched: set[TP] = set(revoked)
+        discarded = 0
         for subs in self._subs.values():
             for sub in subs:
                 for buffer in sub.buffers:
                     for message in buffer.discard(revoked):
                         dropped[id(message)] = dropped.get(id(message), 0) + 1
+                        discarded += 1
                     if not buffer.keeps_actors:
                         watched -= {tp for tp in revoked if tp.topic in buffer.topics}
-        await self._finish_in_flight(watched, dropped)
-        try:
-            await self.checkpoint()
-        except FluvialError as exc:
-            logger.error("Checkpoint on revoke failed: %s", exc)
-            self.fail(exc)
+        if not self._rejoining:
+            await self._finish_in_flight(watched, dropped)
+            self._discarded_refs = discarded
+            try:
+                await self.checkpoint()
+            except ProducerFenced as exc:
+                # Handled by the fetch loop (this may run on the consumer's behalf).
+                self._fenced = exc
+            except FluvialError as exc:
+                logger.error("Checkpoint on revoke failed: %s", exc)
+                self.fail(exc)
+            finally:
+                self._discarded_refs = 0
         self.tracker.forget(revoked)
         self._assignment -= revoked
         self._recovering -= {tp.partition for tp in revoked}
@@ -380,6 +507,7 @@ class Conductor:
 
     async def on_partitions_assigned(self, assigned: set[TP]) -> None:
         logger.info("Partitions assigned: %s", _fmt(assigned))
+        membership = self._membership
         self._assignment |= assigned
         self.app.membership.changed()  # a new generation: who owns what, where
         # Tables behind their changelog are restored in the background; their
@@ -388,11 +516,59 @@ class Conductor:
         # report a partition before it is paused.
         recovering = await self.app.tables.on_partitions_assigned(
             assigned, on_restored=self._on_restored)
+        if membership != self._membership:
+            return  # re-joined meanwhile (exactly-once fencing): this assignment is void
         self._recovering |= recovering
         paused = [tp for tp in self._assignment
                   if tp.topic in self._paused or tp.partition in self._recovering]
         if paused and self.consumer is not None:
             self.consumer.pause(paused)
+
+    async def rejoin(self, reason: ProducerFenced) -> None:
+        """Fenced: drop what was not committed and re-join the group from its offsets.
+
+        The open transaction is aborted, events in flight and every table
+        partition are dropped (stores never persisted the uncommitted writes),
+        the producer is renewed and a new group consumer joins; the tables are
+        restored from their (committed) changelogs on assignment. A fencing
+        soon after the previous one waits first, doubling each time.
+        """
+        from .lifecycle import create_group_consumer
+
+        transactions = self.transactions
+        assert transactions is not None
+        delay = transactions.backoff()
+        logger.warning(
+            "Exactly-once: the worker was fenced (%s). Its uncommitted work is discarded and it "
+            "re-joins group %r from the committed offsets%s.", reason, self.app.conf.id,
+            f" in {delay:.0f} s (fenced {transactions.fenced} times)" if delay else "")
+        self._rejoining = True
+        self._txn_open = False
+        # The old consumer's rebalance callbacks (one may be running) change nothing now.
+        self._membership += 1
+        try:
+            old = self.consumer
+            self.consumer = None
+            if old is not None:
+                await old.stop()
+            for buffer in self.buffers():
+                buffer.items.clear()
+                buffer.draining = False
+            self.tracker = OffsetTracker()
+            self._assignment.clear()
+            self._recovering.clear()
+            self._paused.clear()
+            self._full.clear()
+            await self.app.tables.discard_uncommitted()
+            if delay:
+                await asyncio.sleep(delay)
+            await transactions.renew()
+            self._txn_open = True
+            consumer = await create_group_consumer(self.app)
+            self.consumer = consumer
+            self._subscribe(consumer)
+        finally:
+            self._rejoining = False
 
     async def _on_restored(self, partitions: set[int]) -> None:
         """The tables of ``partitions`` are restored: process their events."""

@@ -5,6 +5,10 @@ topics declared and checked → tables' changelogs declared → group consumer
 → fetch loop, checkpoints, services, timers. Stop, in reverse: timers and
 tasks, fetch loop, agents, a final checkpoint (changelogs, producer flush,
 offset commit of processed events only), consumer, producer.
+
+Under exactly-once the worker's transactional producer replaces the app's
+producer before anything is sent, and the final checkpoint commits the
+transaction.
 """
 
 from __future__ import annotations
@@ -14,13 +18,14 @@ import inspect
 import logging
 from typing import TYPE_CHECKING, Any
 
-from ..exceptions import FluvialError
+from ..exceptions import FluvialError, ProducerFenced
 from .membership import group_client_id
 
 if TYPE_CHECKING:
     from ..app import App
+    from ..types import ConsumerT
 
-__all__ = ["start_app", "stop_app"]
+__all__ = ["create_group_consumer", "start_app", "stop_app"]
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +36,13 @@ async def start_app(app: App) -> None:
     app.started = True
     conf = app.conf
     await app.producer_ready()
+    if conf.exactly_once:
+        from .transactions import Transactions
+
+        # Before the agents start: streams keep the producer they first see.
+        transactions = Transactions(app)
+        await app.replace_producer(await transactions.start())
+        app.conductor.use_transactions(transactions)
     for agent in app.agents.values():
         await agent.start()
     # Agent bodies run up to their first wait, creating group_by/through topics.
@@ -55,28 +67,37 @@ async def start_app(app: App) -> None:
         services.append(service)
     app.running_services = services
     if app.conductor.topic_names:
-        extra: dict[str, object] = {
-            "session.timeout.ms": int(conf.broker_session_timeout * 1000),
-            "heartbeat.interval.ms": int(conf.broker_heartbeat_interval * 1000),
-            "max.poll.interval.ms": int(conf.broker_max_poll_interval * 1000),
-        }
-        if conf.consumer_group_instance_id:
-            extra["group.instance.id"] = conf.consumer_group_instance_id
-        consumer = app.transport.create_consumer(
-            conf.id,
-            auto_offset_reset=conf.consumer_auto_offset_reset,
-            # Carries the worker's URL: other workers read it from the group.
-            client_id=group_client_id(conf),
-            **extra,
-        )
         await app.tables.start_standby()
-        await consumer.start()
-        app.group_consumer = consumer
+        consumer = await create_group_consumer(app)
         app.add_background_task(app.conductor.run(consumer), "conductor")
         app.add_background_task(app.conductor.run_checkpoints(), "checkpoints")
         app.add_background_task(app.membership.run(), "membership")
     await app.tables.start_global_tailing()
     app.scheduler.start()
+
+
+async def create_group_consumer(app: App) -> ConsumerT:
+    """Start the consumer of the app's group (``app.group_consumer``)."""
+    conf = app.conf
+    extra: dict[str, Any] = {
+        "session.timeout.ms": int(conf.broker_session_timeout * 1000),
+        "heartbeat.interval.ms": int(conf.broker_heartbeat_interval * 1000),
+        "max.poll.interval.ms": int(conf.broker_max_poll_interval * 1000),
+    }
+    if conf.consumer_group_instance_id:
+        extra["group.instance.id"] = conf.consumer_group_instance_id
+    if conf.exactly_once:
+        extra["isolation_level"] = "read_committed"
+    consumer = app.transport.create_consumer(
+        conf.id,
+        auto_offset_reset=conf.consumer_auto_offset_reset,
+        # Carries the worker's URL: other workers read it from the group.
+        client_id=group_client_id(conf),
+        **extra,
+    )
+    await consumer.start()
+    app.group_consumer = consumer
+    return consumer
 
 
 async def stop_app(app: App) -> None:
@@ -87,6 +108,10 @@ async def stop_app(app: App) -> None:
         task.cancel()
     await _bounded(asyncio.gather(*background, return_exceptions=True), "background tasks",
                    app)
+    if app.conductor.transactions is not None:
+        # Let the actors finish the events they hold (not the buffered ones), so
+        # the final transaction holds whole events.
+        await _bounded(app.conductor.settle(), "finishing events in flight", app)
     for agent in app.agents.values():
         await _bounded(agent.stop(), f"agent {agent.name}", app)
     await _bounded(app.tables.stop_global_tailing(), "global table tailing", app)
@@ -95,7 +120,10 @@ async def stop_app(app: App) -> None:
     consumer = app.group_consumer
     try:
         if app.fatal_error is None or consumer is not None:
-            await _bounded(app.conductor.checkpoint(), "final checkpoint", app)
+            await _bounded(app.conductor.checkpoint(final=True), "final checkpoint", app)
+    except ProducerFenced as exc:
+        logger.warning("Final checkpoint fenced, nothing of it is committed (another worker "
+                       "took over): %s", exc)
     except FluvialError as exc:
         logger.error("Final checkpoint failed: %s", exc)
         app._on_fatal(exc)
@@ -107,6 +135,7 @@ async def stop_app(app: App) -> None:
         await _bounded(consumer.stop(), "group consumer", app)
         app.group_consumer = None
     app.started = False
+    app.conductor.transactions = None
     await _bounded(app.close(), "producer and transport", app)
 
 

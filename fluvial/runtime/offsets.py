@@ -46,6 +46,11 @@ class OffsetTracker:
                         offsets[tp] = offset
         return offsets
 
+    def unacked_refs(self) -> int:
+        """Outstanding stream references of the messages tracked (acked ones count 0)."""
+        return sum(m.refcount for parts in self._parts.values() for q in parts.values()
+                   for m in q if m.refcount > 0)
+
     def pending(self) -> int:
         """Messages fetched and not yet committable."""
         return sum(len(q) for parts in self._parts.values() for q in parts.values())

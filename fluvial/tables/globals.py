@@ -14,6 +14,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from ..types import TP, ConsumerT, Message
+from .recovery import isolation
 
 if TYPE_CHECKING:
     from ..app import App
@@ -46,7 +47,7 @@ class GlobalTailer:
     async def start(self) -> None:
         if self._consumer is None:
             self._consumer = self.app.transport.create_consumer(
-                None, client_id=f"{self.app.conf.id}-global")
+                None, client_id=f"{self.app.conf.id}-global", **isolation(self.app))
             await self._consumer.start()
             self._reassign()
             self._task = asyncio.ensure_future(self._run())

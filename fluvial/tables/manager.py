@@ -34,6 +34,8 @@ class TableManager:
         self._tailer: GlobalTailer | None = None
         self._owned: set[int] = set()
         self._standby: StandbyReplicas | None = None
+        #: Bumped when every partition is discarded: assignments begun before are void.
+        self._generation = 0
 
     def add(self, table: Table) -> Table:
         if table.name in self._tables:
@@ -147,10 +149,11 @@ class TableManager:
         ]
         if not wanted:
             return set()
+        generation = self._generation
         reader = self._reader_for(on_restored)
         ends = await reader.end_offsets([TP(t.changelog_topic_name, p) for t, p in wanted])
-        if reader is not self._reader:
-            return set()  # recovery was stopped meanwhile: the worker is stopping
+        if generation != self._generation or reader is not self._reader:
+            return set()  # discard_uncommitted() or stop_recovery() ran meanwhile
         behind: list[Restoring] = []
         for table, partition in wanted:
             done = table.open_partition(partition).changelog_offset
@@ -186,6 +189,24 @@ class TableManager:
 
     def _recovery_failed(self, exc: BaseException) -> None:
         self.app._on_fatal(exc)
+
+    async def discard_uncommitted(self) -> None:
+        """Exactly-once, after a fencing: forget every table partition held in memory.
+
+        Stores never persisted writes of an uncommitted transaction, so
+        reopening a partition and replaying its (committed) changelog gives
+        exactly the committed state.
+        """
+        self._generation += 1
+        await self.stop_recovery()
+        tailing = self._tailer is not None
+        await self.stop_global_tailing()
+        for table in self._tables.values():
+            for partition in list(table.partitions_held()):
+                table.drop_partition(partition)
+        self._owned.clear()
+        if tailing:
+            await self.start_global_tailing()
 
     @property
     def recovering(self) -> set[int]:

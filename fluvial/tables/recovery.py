@@ -7,6 +7,11 @@ partitions are processed at once; the others are handed to the
 (manual ``assign``, large batches) in a task of its own and reports each
 source partition number as soon as every table partition of that number is
 restored. The conductor keeps those partitions paused until then.
+
+Under exactly-once the restore consumer reads ``read_committed``: its end is
+the last stable offset, and aborted records and transaction markers occupy
+offsets it never sees. So a partition is restored when the consumer's
+*position* reaches the end, not when a record at ``end - 1`` arrives.
 """
 
 from __future__ import annotations
@@ -32,9 +37,16 @@ logger = logging.getLogger(__name__)
 RESTORE_BATCH = 50_000
 #: Seconds between two progress lines in the log.
 LOG_EVERY_S = 2.0
-#: Seconds without any record before the remaining partitions count as read:
-#: their tail is made of records a consumer never sees (transaction markers).
-IDLE_GIVE_UP_S = 5.0
+#: Seconds without any record, and with the consumer's position still short of
+#: the end, before the remaining partitions count as read anyway (a last
+#: resort: the position normally moves past transaction markers and aborted
+#: records, which no consumer sees).
+IDLE_GIVE_UP_S = 30.0
+
+
+def isolation(app: App) -> dict[str, Any]:
+    """Consumer options of changelog readers: only committed records under exactly-once."""
+    return {"isolation_level": "read_committed"} if app.conf.exactly_once else {}
 
 
 class Restoring:
@@ -171,6 +183,7 @@ class ChangelogReader:
         if self._consumer is None:
             consumer = self.app.transport.create_consumer(
                 None, client_id=f"{self.app.conf.id}-restore", batch_size=RESTORE_BATCH,
+                **isolation(self.app),
             )
             await consumer.start()
             self._consumer = consumer
@@ -271,8 +284,10 @@ class ChangelogReader:
                 idle_since = time.monotonic()
                 finished = self._apply(batch)
             else:
-                finished = []
-                if time.monotonic() - idle_since >= IDLE_GIVE_UP_S:
+                finished = await self._reached_end(consumer)
+                if finished:
+                    idle_since = time.monotonic()
+                elif time.monotonic() - idle_since >= IDLE_GIVE_UP_S:
                     logger.warning("Changelog partitions %s end before their high-water mark; "
                                    "recovery stops there", sorted(pending))
                     finished = list(pending.values())
@@ -283,6 +298,24 @@ class ChangelogReader:
         progress.finish(self._restored_partitions)
         self.app.tables.last_restored = self.restored
         self._progress = None
+
+    async def _reached_end(self, consumer: ConsumerT) -> list[Restoring]:
+        """Partitions whose position is at their end though their last records never came
+        (transaction markers, aborted records)."""
+        positions = await consumer.position(list(self._pending))
+        # The position counts what the consumer fetched, which may still be on its
+        # way here: what was fetched before the answer has arrived by now.
+        finished: list[Restoring] = []
+        while batch := await consumer.getmany(RESTORE_BATCH, 0):
+            finished += self._apply(batch)
+        pending = self._pending
+        for tp, position in positions.items():
+            item = pending.get(tp)
+            if item is not None and position is not None and position >= item.end:
+                item.next_offset = item.end
+                del pending[tp]
+                finished.append(item)
+        return finished
 
     def _apply(self, batch: list[Message]) -> list[Restoring]:
         """Apply a fetched batch; returns the table partitions it completed."""

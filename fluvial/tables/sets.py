@@ -293,6 +293,7 @@ class SetTable(Table):
     def flush_changelog(self) -> int:
         """Send one delta record per changed key; returns how many were sent."""
         if not self._deltas:
+            self._seal_stores()  # see Table.flush_changelog
             return 0
         producer = self.app.producer
         topic = self.changelog_topic_name

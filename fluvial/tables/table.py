@@ -215,6 +215,10 @@ class Table(MutableMapping[Any, Any]):
         if store is not None:
             store.close()
 
+    def partitions_held(self) -> list[int]:
+        """The partition numbers whose stores are open here."""
+        return list(self._parts)
+
     def partition_data(self, partition: int) -> PartitionStore | None:
         return self._parts.get(partition)
 
@@ -343,6 +347,9 @@ class Table(MutableMapping[Any, Any]):
     def flush_changelog(self) -> int:
         """Send the latest value of every dirty key; returns how many were sent."""
         if not self._dirty:
+            # Still sealed: writes made from now until ``persist`` (while the
+            # producer flushes or the transaction commits) are not in the changelog.
+            self._seal_stores()
             return 0
         producer = self.app.producer
         send = producer.send_soon

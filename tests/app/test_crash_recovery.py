@@ -35,9 +35,10 @@ def produce(bootstrap: str, topic: str) -> Counter[str]:
     return expected
 
 
-def spawn(env: dict[str, str], cwd: Path) -> subprocess.Popen[str]:
+def spawn(env: dict[str, str], cwd: Path, app_module: str = "tests.app.crash_app:app"
+          ) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "fluvial", "-A", "tests.app.crash_app:app", "worker"],
+        [sys.executable, "-m", "fluvial", "-A", app_module, "worker"],
         cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT), **env},
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )

@@ -203,6 +203,8 @@ class FaultRun:
                 "FAULT_GUARANTEE": guarantee,
                 "FAULT_REPLICAS": str(replicas),
                 "FAULT_PARTITIONS": str(PARTITIONS),
+                # A URL of its own per worker: standby replicas are placed by URL.
+                "FLUVIAL_WEB_PORT": str(7600 + i),
                 # Static membership: a restarted worker takes its old place without
                 # a rebalance (as in a StatefulSet); without it, every kill rebalances.
                 **({"FLUVIAL_CONSUMER_GROUP_INSTANCE_ID": f"{self.app_id}-{i}"} if static
@@ -339,6 +341,8 @@ class FaultRun:
             committed = self._probe.committed(tps, timeout=10)
             offsets = tuple(tp.offset for tp in committed)
             for tp in committed:
+                if tp.error is not None or tp.offset < 0:
+                    continue  # not known right now (coordinator moving): no evidence
                 key = (tp.topic, tp.partition)
                 if tp.offset < self._high_marks.get(key, -1):
                     self.report.offsets_backwards += 1

@@ -340,8 +340,27 @@ class KafkaConsumer:
             ) from exc
         return {TP(r.topic, r.partition): (r.offset if r.offset >= 0 else None) for r in result}
 
+    async def position(self, tps: Iterable[TP]) -> dict[TP, int | None]:
+        """The next offset to read; librdkafka moves it past transaction markers."""
+        wanted = [TP(*tp) for tp in tps]
+        consumer = self._consumer
+        try:
+            result = await self._request(lambda: consumer.position(_parts(wanted)))
+        except KafkaException as exc:
+            raise TransportError(f"Reading positions failed: {describe_error(exc)}") from exc
+        return {TP(r.topic, r.partition): (r.offset if r.offset >= 0 else None) for r in result}
+
+    async def group_metadata(self) -> Any:
+        """The consumer's group metadata, read on the consumer thread."""
+        if self.group_id is None:
+            raise TransportError("A consumer created with group_id=None has no group metadata")
+        return await self._request(self._consumer.consumer_group_metadata)
+
     async def end_offsets(self, tps: Iterable[TP]) -> dict[TP, int]:
-        """The high-water mark (offset after the last message) of each partition."""
+        """The high-water mark (offset after the last message) of each partition.
+
+        For a ``read_committed`` consumer, the last stable offset (LSO).
+        """
         marks = await self._watermarks(tps)
         return {tp: high for tp, (_, high) in marks.items()}
 

@@ -44,6 +44,7 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
 #: How long ``send`` may block the loop waiting for room in a full producer queue.
 QUEUE_FULL_TIMEOUT_S = 30.0
 _POLL_INTERVAL_S = 0.05
+_PURGED = frozenset({KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT})
 
 # A delivery report as collected on the poll thread: (future or None, error, message).
 _Report = tuple["asyncio.Future[RecordMetadata] | None", "KafkaError | None", RawMessage]
@@ -71,6 +72,7 @@ class KafkaProducer:
         cfg["on_delivery"] = self._on_delivery
         user_error_cb = cfg.get("error_cb")
         cfg["error_cb"] = partial(self._on_error, user_error_cb)
+        self._config = cfg
         self._producer = Producer(cfg)
         self._loop: asyncio.AbstractEventLoop | None = None
         # Filled on the poll thread only; swapped out once per round.
@@ -234,7 +236,12 @@ class KafkaProducer:
         loop = self._loop
         assert loop is not None
         while not self._stopping.is_set():
-            producer.poll(_POLL_INTERVAL_S)
+            try:
+                producer.poll(_POLL_INTERVAL_S)
+            except KafkaException as exc:
+                # A fatal error (e.g. a fenced transactional producer) is raised by
+                # poll(); error_cb recorded it already and flush() reports it.
+                logger.debug("Producer poll: %s", exc)
             reports = self._reports
             if reports:
                 self._reports = []
@@ -255,6 +262,11 @@ class KafkaProducer:
             if err is None:
                 if fut is not None and not fut.done():
                     fut.set_result(_metadata(msg))
+                continue
+            if err.code() in _PURGED:
+                # Dropped on purpose with an aborted transaction: nobody waits for it.
+                if fut is not None:
+                    fut.cancel()
                 continue
             exc = _delivery_error(err, msg)
             self._failures.append(exc)

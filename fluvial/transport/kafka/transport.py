@@ -23,6 +23,7 @@ from ...types import TP, GroupMember, TopicSpec
 from ._config import bootstrap_servers, client_config, describe_error
 from .consumer import KafkaConsumer
 from .producer import KafkaProducer
+from .transactions import TransactionalKafkaProducer
 
 __all__ = ["KafkaTransport"]
 
@@ -72,6 +73,10 @@ class KafkaTransport:
     # -- clients -------------------------------------------------------------------
     def create_producer(self, **config: Any) -> KafkaProducer:
         return KafkaProducer(self.client_config(**config))
+
+    def create_transactional_producer(self, transactional_id: str,
+                                      **config: Any) -> TransactionalKafkaProducer:
+        return TransactionalKafkaProducer(self.client_config(**config), transactional_id)
 
     def create_consumer(
         self,

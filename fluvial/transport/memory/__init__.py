@@ -34,6 +34,9 @@ Behaviour worth knowing:
   partitions (``on_revoke``) and leaves. Committing a partition that is no
   longer assigned raises :class:`~fluvial.exceptions.CommitError`, as a
   commit from an old generation does on Kafka.
+- **Transactions** (exactly-once) buffer their sends and offsets and apply
+  them at commit, so every consumer reads only committed records (there are
+  no aborted records or markers in a memory log).
 - Kafka client settings passed as ``**config`` are accepted and ignored.
 """
 
@@ -47,7 +50,7 @@ from ...exceptions import ImproperlyConfigured, PartitionCountMismatch
 from ...types import GroupMember, TopicSpec
 from ._broker import MemoryBroker, check_topic, range_assign, url_params
 from ._consumer import MemoryConsumer
-from ._producer import Clock, MemoryProducer
+from ._producer import Clock, MemoryProducer, TransactionalMemoryProducer
 
 __all__ = [
     "Clock",
@@ -91,6 +94,13 @@ class MemoryTransport:
 
     def create_producer(self, **config: Any) -> MemoryProducer:
         producer = MemoryProducer(self.broker, self.clock, self.auto_create_partitions)
+        self._producers.append(producer)
+        return producer
+
+    def create_transactional_producer(self, transactional_id: str,
+                                      **config: Any) -> TransactionalMemoryProducer:
+        producer = TransactionalMemoryProducer(self.broker, self.clock,
+                                               self.auto_create_partitions, transactional_id)
         self._producers.append(producer)
         return producer
 

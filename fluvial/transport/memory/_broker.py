@@ -138,6 +138,9 @@ class Member(Protocol):
     def holding(self) -> bool:
         """True while the member owns partitions of some generation (until on_revoke ends)."""
 
+    def may_commit(self, tps: Collection[TP], generation: int) -> bool:
+        """Whether the member of ``generation`` still owns ``tps`` (else it is a zombie)."""
+
     def group_changed(self) -> None: ...
 
 
@@ -191,6 +194,8 @@ class MemoryBroker:
         self.name = name
         self.topics: dict[str, list[PartitionLog]] = {}
         self.groups: dict[str, Group] = {}
+        #: Producer epoch per transactional id: a newer producer fences older ones.
+        self.transactional_epochs: dict[str, int] = {}
         self._member_seq = 0
 
     # -- registry -------------------------------------------------------------------------

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
+from typing import NamedTuple
 
 from ...exceptions import CommitError, ImproperlyConfigured, TransportError
 from ...types import TP, Message, RebalanceCallback
@@ -13,6 +14,14 @@ from ._broker import Group, MemoryBroker, PartitionLog, Waker, build_messages
 __all__ = ["MemoryConsumer"]
 
 AUTO_OFFSET_RESETS = ("earliest", "latest")
+
+
+class GroupMetadata(NamedTuple):
+    """What ``send_offsets_to_transaction`` needs to tell a zombie from the owner."""
+
+    group_id: str
+    member_id: str
+    generation: int
 
 
 class MemoryConsumer:
@@ -75,6 +84,10 @@ class MemoryConsumer:
     @property
     def holding(self) -> bool:
         return self._holding
+
+    def may_commit(self, tps: Collection[TP], generation: int) -> bool:
+        return (self._joined and generation == self._generation
+                and all(tp in self._logs for tp in tps))
 
     def group_changed(self) -> None:
         if self._group_waker is not None:
@@ -324,6 +337,13 @@ class MemoryConsumer:
     async def committed(self, tps: Iterable[TP]) -> dict[TP, int | None]:
         group = self._broker.group(self._require_group("committed"))
         return {TP(*tp): group.committed.get(tp) for tp in tps}
+
+    async def position(self, tps: Iterable[TP]) -> dict[TP, int | None]:
+        return {TP(*tp): self._positions.get(TP(*tp)) for tp in tps}
+
+    async def group_metadata(self) -> GroupMetadata:
+        return GroupMetadata(self._require_group("group_metadata"), self._member_id,
+                             self._generation)
 
     async def end_offsets(self, tps: Iterable[TP]) -> dict[TP, int]:
         return {TP(*tp): len(self._broker.log(tp)) for tp in tps}
