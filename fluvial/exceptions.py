@@ -41,6 +41,12 @@ class GroupMembershipLost(CommitError):
     process the uncommitted events again."""
 
 
+class ConsumerFailed(TransportError):
+    """The group consumer failed fatally (librdkafka cannot go on with it, e.g. its
+    static membership was fenced): the worker drops what it did not commit and
+    re-joins the group with a new consumer."""
+
+
 class ProducerFenced(TransportError):
     """Under exactly-once, this worker's transaction was fenced and not committed.
 

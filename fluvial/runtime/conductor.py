@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from ..buffers import EventBuffer
 from ..events import Event
 from ..exceptions import (
+    ConsumerFailed,
     FluvialError,
     GroupMembershipLost,
     ProducerError,
@@ -22,6 +23,7 @@ from ..exceptions import (
 )
 from ..types import TP, ConsumerT, Message
 from .offsets import OffsetTracker
+from .pacing import RejoinPacing
 from .transactions import Transactions
 
 if TYPE_CHECKING:
@@ -92,8 +94,9 @@ class Conductor:
         #: Exactly-once: the worker's transactional producer (``None`` at least once).
         self.transactions: Transactions | None = None
         #: A fencing seen where it cannot be handled (on revoke), for the fetch loop.
-        self._fenced: ProducerFenced | None = None
+        self._fenced: ProducerFenced | ConsumerFailed | None = None
         self._rejoining = False
+        self._pacing = RejoinPacing()
         #: Bumped by each re-join: rebalance callbacks of an older consumer are ignored.
         self._membership = 0
         #: Exactly-once: a transaction is open (not during a commit, after the final
@@ -166,7 +169,11 @@ class Conductor:
                     await self._resubscribe()
                 if self._full:
                     await self._wait_for_room()
-                messages = await self.consumer.getmany(max_records, 0.2)
+                try:
+                    messages = await self.consumer.getmany(max_records, 0.2)
+                except ConsumerFailed as exc:
+                    await self.rejoin(exc)
+                    continue
                 if messages:
                     self.dispatch(messages)
                     self._since_checkpoint += len(messages)
@@ -177,7 +184,7 @@ class Conductor:
                     self._checkpoint_due = False
                     try:
                         await self.checkpoint()
-                    except ProducerFenced as exc:
+                    except (ProducerFenced, ConsumerFailed) as exc:
                         await self.rejoin(exc)
                 # Let the actors run before fetching more.
                 await asyncio.sleep(0)
@@ -477,7 +484,7 @@ class Conductor:
             self._discarded_refs = discarded
             try:
                 await self.checkpoint()
-            except ProducerFenced as exc:
+            except (ProducerFenced, ConsumerFailed) as exc:
                 # Handled by the fetch loop (this may run on the consumer's behalf).
                 self._fenced = exc
             except FluvialError as exc:
@@ -524,24 +531,37 @@ class Conductor:
         if paused and self.consumer is not None:
             self.consumer.pause(paused)
 
-    async def rejoin(self, reason: ProducerFenced) -> None:
-        """Fenced: drop what was not committed and re-join the group from its offsets.
+    @property
+    def rejoins(self) -> int:
+        """Times this worker re-joined its group after a fencing or a failed consumer."""
+        return self.transactions.fenced if self.transactions is not None else self._pacing.count
 
-        The open transaction is aborted, events in flight and every table
-        partition are dropped (stores never persisted the uncommitted writes),
-        the producer is renewed and a new group consumer joins; the tables are
-        restored from their (committed) changelogs on assignment. A fencing
-        soon after the previous one waits first, doubling each time.
+    async def rejoin(self, reason: ProducerFenced | ConsumerFailed) -> None:
+        """Fenced, or the consumer failed: drop what was not committed and re-join
+        the group from its offsets.
+
+        The open transaction (exactly-once) is aborted, events in flight and
+        every table partition are dropped (stores never persisted the
+        uncommitted writes), the producer is renewed (exactly-once) and a new
+        group consumer joins; the tables are restored from their changelogs on
+        assignment. A re-join soon after the previous one waits first, doubling
+        each time.
         """
         from .lifecycle import create_group_consumer
 
         transactions = self.transactions
-        assert transactions is not None
-        delay = transactions.backoff()
+        if transactions is not None:
+            delay = transactions.backoff()
+            count = transactions.fenced
+        else:
+            delay = self._pacing.next_delay()
+            count = self._pacing.count
+        what = ("Exactly-once: the worker was fenced" if isinstance(reason, ProducerFenced)
+                else "The group consumer failed")
         logger.warning(
-            "Exactly-once: the worker was fenced (%s). Its uncommitted work is discarded and it "
-            "re-joins group %r from the committed offsets%s.", reason, self.app.conf.id,
-            f" in {delay:.0f} s (fenced {transactions.fenced} times)" if delay else "")
+            "%s (%s). Its uncommitted work is discarded and it re-joins group %r from the "
+            "committed offsets%s.", what, reason, self.app.conf.id,
+            f" in {delay:.0f} s ({count} times lately)" if delay else "")
         self._rejoining = True
         self._txn_open = False
         # The old consumer's rebalance callbacks (one may be running) change nothing now.
@@ -562,8 +582,9 @@ class Conductor:
             await self.app.tables.discard_uncommitted()
             if delay:
                 await asyncio.sleep(delay)
-            await transactions.renew()
-            self._txn_open = True
+            if transactions is not None:
+                await transactions.renew()
+                self._txn_open = True
             consumer = await create_group_consumer(self.app)
             self.consumer = consumer
             self._subscribe(consumer)

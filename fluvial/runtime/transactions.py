@@ -19,11 +19,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import socket
-import time
 from typing import TYPE_CHECKING, Any, cast
 
 from ..settings import Settings
 from ..types import TransactionalProducerT
+from .pacing import RejoinPacing
 
 if TYPE_CHECKING:
     from ..app import App
@@ -31,12 +31,6 @@ if TYPE_CHECKING:
 __all__ = ["Transactions", "transactional_id"]
 
 logger = logging.getLogger(__name__)
-
-#: A fencing within this many seconds of the previous one backs off before re-joining.
-FENCE_WINDOW_S = 60.0
-FIRST_BACKOFF_S = 1.0
-MAX_BACKOFF_S = 30.0
-
 
 def transactional_id(conf: Settings) -> str:
     """The worker's stable ``transactional.id``."""
@@ -52,10 +46,7 @@ class Transactions:
     def __init__(self, app: App) -> None:
         self.app = app
         self.producer: TransactionalProducerT | None = None
-        #: Fencings so far (for tests and metrics).
-        self.fenced = 0
-        self._last_fenced = 0.0
-        self._backoff = 0.0
+        self._pacing = RejoinPacing()
 
     async def start(self) -> TransactionalProducerT:
         """Make the transactional producer, fence predecessors, open the first transaction."""
@@ -73,16 +64,14 @@ class Transactions:
         logger.info("Exactly-once: transactional producer %r ready", tid)
         return producer
 
+    @property
+    def fenced(self) -> int:
+        """Fencings so far (for tests and metrics)."""
+        return self._pacing.count
+
     def backoff(self) -> float:
         """Seconds to wait before re-joining after this fencing (0 for a first one)."""
-        now = time.monotonic()
-        if self.fenced and now - self._last_fenced < FENCE_WINDOW_S:
-            self._backoff = min(max(self._backoff * 2, FIRST_BACKOFF_S), MAX_BACKOFF_S)
-        else:
-            self._backoff = 0.0
-        self.fenced += 1
-        self._last_fenced = now
-        return self._backoff
+        return self._pacing.next_delay()
 
     async def renew(self) -> TransactionalProducerT:
         """Replace a fenced producer by a fresh one (same object for everyone holding it).

@@ -39,7 +39,7 @@ from typing import Any, TypeVar
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka import Message as RawMessage
 
-from ...exceptions import CommitError, GroupMembershipLost, TransportError
+from ...exceptions import CommitError, ConsumerFailed, GroupMembershipLost, TransportError
 from ...types import TP, Message, RebalanceCallback
 from ._buffer import FetchBuffer
 from ._config import describe_error
@@ -90,9 +90,11 @@ _MEMBERSHIP_LOST = frozenset({
     KafkaError.UNKNOWN_MEMBER_ID,
     KafkaError.ILLEGAL_GENERATION,
     KafkaError.REBALANCE_IN_PROGRESS,
-    KafkaError.FENCED_INSTANCE_ID,
     KafkaError._ASSIGNMENT_LOST,
 })
+
+#: Errors after which librdkafka cannot go on with the consumer.
+_FATAL_CODES = frozenset({KafkaError._FATAL, KafkaError.FENCED_INSTANCE_ID})
 
 _UNKNOWN_TOPIC_CODES = frozenset(
     {KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC, KafkaError._UNKNOWN_PARTITION}
@@ -303,9 +305,14 @@ class KafkaConsumer:
             result = await self._request(commit_sync)
         except KafkaException as exc:
             err = exc.args[0] if exc.args else None
-            cls = (GroupMembershipLost
-                   if isinstance(err, KafkaError) and err.code() in _MEMBERSHIP_LOST
-                   else CommitError)
+            cls: type[CommitError] = CommitError
+            if isinstance(err, KafkaError):
+                if err.fatal() or err.code() in _FATAL_CODES:
+                    raise ConsumerFailed(
+                        f"The Kafka consumer of group {self.group_id!r} failed fatally "
+                        f"while committing: {describe_error(exc)}") from exc
+                if err.code() in _MEMBERSHIP_LOST:
+                    cls = GroupMembershipLost
             raise cls(
                 f"Committing offsets of group {self.group_id!r} failed: {describe_error(exc)}"
             ) from exc
@@ -542,7 +549,7 @@ class KafkaConsumer:
     def _on_client_error(self, err: KafkaError) -> None:
         if err.fatal():
             self._post_error(
-                TransportError(f"The Kafka consumer failed fatally: {err.name()}: {err.str()}")
+                ConsumerFailed(f"The Kafka consumer failed fatally: {err.name()}: {err.str()}")
             )
         else:
             logger.warning("Kafka consumer: %s", err.str())
@@ -552,6 +559,9 @@ class KafkaConsumer:
         for err in errors:
             if err.code() in _UNKNOWN_TOPIC_CODES:
                 logger.warning("Kafka consumer: %s", err.str())
+            elif err.fatal() or err.code() in _FATAL_CODES:
+                self._add_error(ConsumerFailed(
+                    f"The Kafka consumer failed fatally: {err.name()}: {err.str()}"))
             elif err.code() != KafkaError._PARTITION_EOF:
                 self._add_error(TransportError(f"Kafka consumer error: {err.name()}: {err.str()}"))
         if not batch:
