@@ -82,3 +82,27 @@ def test_stopped_worker_loses_its_partitions_and_nothing_else(
     assert 0 <= report.table_surplus <= report.duplicates, report.summary()
     # The zombie neither crashed nor was killed: every worker stopped cleanly.
     assert report.worker_exits == [0, 0, 0], report.summary()
+
+
+def test_sigkill_loop_exactly_once_no_duplicate_no_gap(
+    cluster: tuple[str, KafkaServer | None], tmp_path: Path
+) -> None:
+    """Under exactly-once the output (read_committed) holds every event once, and the
+    table is exact, however often a worker is killed."""
+    report = run(cluster, tmp_path, fault="sigkill", interval=3.0, guarantee="exactly_once")
+    assert report.faults_injected >= 1
+    assert report.lost == 0 and report.duplicates == 0, report.summary()
+    assert report.keys_short == 0 and report.table_surplus == 0, report.summary()
+    assert report.offsets_backwards == 0, report.summary()
+
+
+def test_zombie_writes_are_fenced_exactly_once(
+    cluster: tuple[str, KafkaServer | None], tmp_path: Path
+) -> None:
+    """A worker frozen past its session timeout loses its partitions; when it wakes up,
+    what it still writes is fenced: no duplicate reaches read_committed readers."""
+    report = run(cluster, tmp_path, fault="sigstop", interval=3.0, guarantee="exactly_once")
+    assert report.faults_injected == 1
+    assert report.lost == 0 and report.duplicates == 0, report.summary()
+    assert report.keys_short == 0 and report.table_surplus == 0, report.summary()
+    assert report.worker_exits == [0, 0, 0], report.summary()
