@@ -24,6 +24,7 @@ __all__ = [
     "TopicSpec",
     "TransactionalProducerT",
     "TransportT",
+    "by_partition",
 ]
 
 Headers = list[tuple[str, bytes]]
@@ -96,6 +97,14 @@ class Message:
             f"<Message {self.topic}[{self.partition}]@{self.offset} "
             f"key={self.key!r} value={self.value!r}>"
         )
+
+
+def by_partition(messages: list[Message]) -> dict[TP, list[Message]]:
+    """A fetched batch split per topic partition, each run in offset order."""
+    runs: dict[TP, list[Message]] = {}
+    for message in messages:
+        runs.setdefault(TP(message.topic, message.partition), []).append(message)
+    return runs
 
 
 class TopicSpec(NamedTuple):

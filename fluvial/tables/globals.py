@@ -13,7 +13,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from ..types import TP, ConsumerT, Message
+from ..types import TP, ConsumerT, by_partition
 from .recovery import isolation
 
 if TYPE_CHECKING:
@@ -80,10 +80,7 @@ class GlobalTailer:
             batch = await consumer.getmany(BATCH, 0.5)
             if not batch:
                 continue
-            runs: dict[TP, list[Message]] = {}
-            for message in batch:
-                runs.setdefault(TP(message.topic, message.partition), []).append(message)
-            for tp, messages in runs.items():
+            for tp, messages in by_partition(batch).items():
                 target = self._tailing.get(tp)
                 if target is None:
                     continue  # owned now (or gone): its recovery reads from the store's offset

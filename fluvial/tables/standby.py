@@ -27,7 +27,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
-from ..types import TP, ConsumerT, Message
+from ..types import TP, ConsumerT, by_partition
 
 if TYPE_CHECKING:
     from ..app import App
@@ -172,10 +172,7 @@ class StandbyReplicas:
                 if batch:
                     self._reassign()  # fetched while pausing: read again from the stores
                 continue
-            runs: dict[TP, list[Message]] = {}
-            for message in batch:
-                runs.setdefault(TP(message.topic, message.partition), []).append(message)
-            for tp, messages in runs.items():
+            for tp, messages in by_partition(batch).items():
                 target = self._tailing.get(tp)
                 if target is None:
                     continue  # active now (or released): recovery reads from the store

@@ -19,7 +19,9 @@ from fluvial.testing.kafka_server import KafkaServer
 
 from .harness import FaultRun, Report
 
-pytestmark = pytest.mark.kafka
+# Each run starts three worker processes and waits for them to catch up after
+# the fault: slower than the suite's default per-test limit on a busy machine.
+pytestmark = [pytest.mark.kafka, pytest.mark.timeout(900)]
 
 EVENTS = 30_000
 
@@ -42,7 +44,7 @@ def cluster() -> Iterator[tuple[str, KafkaServer | None]]:
 def run(cluster: tuple[str, KafkaServer | None], tmp_path: Path, **options: object) -> Report:
     bootstrap, server = cluster
     fault_run = FaultRun(bootstrap, events=EVENTS, workdir=tmp_path, server=server,
-                         replicas=3 if server is not None else 1, timeout=240,
+                         replicas=3 if server is not None else 1, timeout=600,
                          **options)  # type: ignore[arg-type]
     report = fault_run.run()
     print(report.summary())
