@@ -28,6 +28,7 @@ position.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import uuid
@@ -382,9 +383,19 @@ class KafkaConsumer:
         def query() -> dict[TP, tuple[int, int]]:
             result: dict[TP, tuple[int, int]] = {}
             for tp in wanted:
-                marks = consumer.get_watermark_offsets(
-                    TopicPartition(tp.topic, tp.partition), timeout=timeout, cached=False
-                )
+                try:
+                    marks = consumer.get_watermark_offsets(
+                        TopicPartition(tp.topic, tp.partition), timeout=timeout, cached=False
+                    )
+                except KafkaException as exc:
+                    err = exc.args[0] if exc.args else None
+                    if isinstance(err, KafkaError) and err.code() in _TRANSIENT_CODES:
+                        # librdkafka's cached metadata may lack the partition (its
+                        # leader was on a broker that went away) and is refreshed only
+                        # every few minutes for topics it merely assigns: ask now.
+                        with contextlib.suppress(KafkaException):
+                            consumer.list_topics(tp.topic, timeout=timeout)
+                    raise
                 if marks is None:
                     raise TransportError(f"No watermark offsets for {tp.topic}[{tp.partition}]")
                 result[tp] = (marks[0], marks[1])
