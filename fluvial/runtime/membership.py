@@ -177,6 +177,7 @@ class Membership:
         self._poked = asyncio.Event()
         self._poked.set()
         wait = REFRESH_S
+        last_error = ""
         while True:
             try:
                 await asyncio.wait_for(self._poked.wait(), wait)
@@ -188,6 +189,11 @@ class Membership:
             except GroupRebalancing:
                 ok = False  # asked again shortly
             except TransportError as exc:
-                logger.warning("Could not describe the consumer group: %s", exc)
-                ok = False
+                # Once per distinct error, not every retry.
+                if str(exc) != last_error:
+                    logger.warning("Could not describe the consumer group: %s", exc)
+                    last_error = str(exc)
+                wait = REFRESH_S
+                continue
+            last_error = ""
             wait = REFRESH_S if ok else RETRY_S

@@ -27,6 +27,12 @@ from .transactions import TransactionalKafkaProducer
 
 __all__ = ["KafkaTransport"]
 
+_COORDINATOR_MOVED = frozenset({
+    KafkaError.NOT_COORDINATOR,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+})
+
 
 class KafkaTransport:
     """A :class:`~fluvial.types.TransportT` for Apache Kafka.
@@ -190,6 +196,11 @@ class KafkaTransport:
             err = exc.args[0] if exc.args else None
             if isinstance(err, KafkaError) and err.code() == KafkaError.GROUP_ID_NOT_FOUND:
                 return []
+            if isinstance(err, KafkaError) and err.code() in _COORDINATOR_MOVED:
+                # librdkafka's admin client keeps asking the broker it found first
+                # after the group's coordinator moved (a broker went away and came
+                # back): a fresh client looks the coordinator up again.
+                self._admin = None
             raise TransportError(
                 f"Could not describe consumer group {group_id!r}: {describe_error(exc)}"
             ) from exc
