@@ -268,6 +268,27 @@ async def test_paused_partitions_return_nothing_while_others_continue(kit: Kit) 
     assert [(m.tp, m.offset) for m in resumed] == [(p0, i) for i in range(5)]
 
 
+async def test_assign_starts_every_partition_unpaused(kit: Kit) -> None:
+    """A partition paused under one assign() is fetched again under the next one that
+    keeps it (a restore consumer is re-used from one recovery to the next)."""
+    (topic,) = await kit.topics(2)
+    p0, p1 = TP(topic, 0), TP(topic, 1)
+    producer = await kit.producer()
+    for p in (0, 1):
+        for i in range(5):
+            producer.send_soon(topic, None, b"%d" % i, partition=p)
+    await producer.flush()
+
+    consumer = await kit.consumer()
+    consumer.assign({p0: 0, p1: 0})
+    assert len(await drain(consumer, 10)) == 10
+    consumer.pause([p0, p1])
+    consumer.assign({p0: 2, p1: 3})
+    again = await drain(consumer, 5)
+    assert sorted((m.tp, m.offset) for m in again) == [
+        (p0, 2), (p0, 3), (p0, 4), (p1, 3), (p1, 4)]
+
+
 async def test_stop_is_idempotent_and_producer_stop_delivers(
     transport: TransportT, kit: Kit
 ) -> None:

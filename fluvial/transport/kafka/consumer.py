@@ -232,7 +232,17 @@ class KafkaConsumer:
         self._buffer.clear()
         self._assigned = set(offsets)
         parts = [TopicPartition(t, p, off) for (t, p), off in offsets.items()]
-        self._command(partial(self._consumer.assign, parts))
+        consumer = self._consumer
+
+        def assign() -> None:
+            consumer.assign(parts)
+            # librdkafka keeps a partition paused across assign() when it stays
+            # assigned; the buffer forgot its pauses above, so must librdkafka (a
+            # restore consumer re-used for a later recovery fetched nothing of the
+            # partitions it had paused in the previous one).
+            consumer.resume(parts)
+
+        self._command(assign)
 
     def assignment(self) -> set[TP]:
         return set(self._assigned)
