@@ -27,6 +27,12 @@ from .transactions import TransactionalKafkaProducer
 
 __all__ = ["KafkaTransport"]
 
+#: librdkafka 2.x aborts the process (assertion on a freed request in its coordinator
+#: lookup) when a group-describe request times out while the group's coordinator is
+#: down and the broker then comes back: seen in a broker-kill fault run. A long timeout
+#: lets the request wait for the coordinator instead of timing out in such an outage.
+DESCRIBE_TIMEOUT_S = 120.0
+
 _COORDINATOR_MOVED = frozenset({
     KafkaError.NOT_COORDINATOR,
     KafkaError.COORDINATOR_NOT_AVAILABLE,
@@ -189,7 +195,7 @@ class KafkaTransport:
         between generations (its members then show the old assignment).
         """
         futures = self._admin_client().describe_consumer_groups(
-            [group_id], request_timeout=self.connect_timeout_s)
+            [group_id], request_timeout=DESCRIBE_TIMEOUT_S)
         try:
             description = await asyncio.wrap_future(futures[group_id])
         except KafkaException as exc:
