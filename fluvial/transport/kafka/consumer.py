@@ -84,6 +84,16 @@ _TRANSIENT_CODES = frozenset({
     KafkaError._TIMED_OUT,
     KafkaError.REQUEST_TIMED_OUT,
     KafkaError._ALL_BROKERS_DOWN,
+    KafkaError._DESTROY_BROKER,
+})
+
+#: Errors of a metadata query that waiting does not cure.
+_PERMANENT_CODES = frozenset({
+    KafkaError._INVALID_ARG,
+    KafkaError._UNSUPPORTED_FEATURE,
+    KafkaError.TOPIC_AUTHORIZATION_FAILED,
+    KafkaError.GROUP_AUTHORIZATION_FAILED,
+    KafkaError.CLUSTER_AUTHORIZATION_FAILED,
 })
 
 #: Commit errors that mean the group moved on without this member.
@@ -419,8 +429,10 @@ class KafkaConsumer:
                 return await self._request(query)
             except KafkaException as exc:
                 err = exc.args[0] if exc.args else None
-                transient = isinstance(err, KafkaError) and (
-                    err.code() in _TRANSIENT_CODES or err.retriable())
+                # During a broker outage librdkafka reports many local states
+                # (_UNKNOWN_PARTITION, _DESTROY_BROKER, _TRANSPORT…): retry all
+                # but the errors that cannot go away by themselves.
+                transient = isinstance(err, KafkaError) and err.code() not in _PERMANENT_CODES
                 if not transient or loop.time() >= deadline:
                     raise TransportError(
                         f"Reading watermark offsets failed: {describe_error(exc)}"
