@@ -19,6 +19,7 @@ from ..exceptions import (
     ProducerError,
     ProducerFenced,
     SerializationError,
+    TransportError,
     WorkerStopped,
 )
 from ..types import TP, ConsumerT, Message
@@ -408,6 +409,10 @@ class Conductor:
             raise ConsumerFailed(
                 f"the group moved on without this worker ({exc}); its table writes since "
                 "the last checkpoint are dropped, not sent to the changelogs") from exc
+        except TransportError:
+            # Not a verdict on membership (e.g. the consumer is stopping): the
+            # checkpoint's own commit reports real failures.
+            return
 
     async def _topics_declared(self) -> None:
         """Wait for topics ``send_soon`` is creating: their messages would hold up the
