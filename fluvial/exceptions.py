@@ -98,6 +98,10 @@ class TableError(FluvialError):
     """A table was used in a way that cannot be honoured."""
 
 
+class PartitionNotOwned(TableError):
+    """A table write to a partition this worker does not own (any more)."""
+
+
 class WorkerStopped(FluvialError):
     """The worker stopped because of an unrecoverable error (see __cause__)."""
 

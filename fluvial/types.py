@@ -296,3 +296,8 @@ class TransportT(Protocol):
 
     async def describe_group(self, group_id: str) -> list[GroupMember]:
         """The members of a consumer group and their assignments (empty: no such group)."""
+
+    async def open_transactions(self, tps: Iterable[TP]) -> set[TP]:
+        """The partitions on which a transaction is still open (their last stable offset
+        is below their high-water mark): a ``read_committed`` reader sees none of
+        the records after its first record, committed or not, until it ends."""

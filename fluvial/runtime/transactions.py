@@ -32,6 +32,9 @@ __all__ = ["Transactions", "transactional_id"]
 
 logger = logging.getLogger(__name__)
 
+#: The shortest ``transaction.timeout.ms`` (seconds) of the worker's producer.
+TRANSACTION_TIMEOUT_S = 10.0
+
 def transactional_id(conf: Settings) -> str:
     """The worker's stable ``transactional.id``."""
     if conf.consumer_group_instance_id:
@@ -97,4 +100,14 @@ def _producer_config(conf: Settings) -> dict[str, Any]:
         "client.id": conf.broker_client_id,
         "linger.ms": conf.producer_linger_ms,
         "acks": "all",
+        # A worker that dies mid-transaction leaves it open until its successor
+        # starts with the same transactional.id, or until this timeout: meanwhile
+        # read_committed readers of its partitions wait. Kafka Streams' choice (10 s),
+        # or longer when a checkpoint interval is long.
+        "transaction.timeout.ms": int(transaction_timeout(conf) * 1000),
     })
+
+
+def transaction_timeout(conf: Settings) -> float:
+    """Seconds the coordinator lets a transaction stay open before aborting it."""
+    return max(TRANSACTION_TIMEOUT_S, 4 * conf.broker_commit_interval)

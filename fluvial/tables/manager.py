@@ -36,6 +36,8 @@ class TableManager:
         self._standby: StandbyReplicas | None = None
         #: Bumped when every partition is discarded: assignments begun before are void.
         self._generation = 0
+        #: Whether partitions are handed out by a group (else every write is local).
+        self._assigned = False
 
     def add(self, table: Table) -> Table:
         if table.name in self._tables:
@@ -103,6 +105,11 @@ class TableManager:
     def standby(self) -> StandbyReplicas | None:
         return self._standby
 
+    def may_write(self, partition: int) -> bool:
+        """Whether this worker may write ``partition`` of a table: it owns it, or no
+        group hands partitions out (``agent.test_context()``, a script)."""
+        return not self._assigned or partition in self._owned
+
     async def on_partitions_revoked(self, revoked: set[TP], *, clean: bool = True) -> None:
         """Give up table partitions; ``clean=False`` when their last writes were not
         checkpointed (a zombie, a fencing): their stores are dropped, not kept as
@@ -138,6 +145,7 @@ class TableManager:
         if not self._tables:
             return set()
         partitions = {tp.partition for tp in assigned}
+        self._assigned = True
         self._owned |= partitions
         if self._tailer is not None:
             # Stop tailing what this worker now writes; recovery reads the tail.
@@ -154,14 +162,25 @@ class TableManager:
             return set()
         generation = self._generation
         reader = self._reader_for(on_restored)
-        ends = await reader.end_offsets([TP(t.changelog_topic_name, p) for t, p in wanted])
+        changelogs = [TP(t.changelog_topic_name, p) for t, p in wanted]
+        # Exactly-once: a changelog partition with an open transaction (its last
+        # owner stopped mid-transaction) hides what was committed after it; its
+        # end is known only once that transaction ends (see .recovery). Asked
+        # before the ends, so that a transaction ending in between is not missed.
+        unsettled = (await self.app.transport.open_transactions(changelogs)
+                     if self.app.conf.exactly_once else set())
+        ends = await reader.end_offsets(changelogs)
         if generation != self._generation or reader is not self._reader:
             return set()  # discard_uncommitted() or stop_recovery() ran meanwhile
         behind: list[Restoring] = []
         for table, partition in wanted:
             done = table.open_partition(partition).changelog_offset
             start = 0 if done is None else done + 1
-            end = ends.get(TP(table.changelog_topic_name, partition), 0)
+            tp = TP(table.changelog_topic_name, partition)
+            if tp in unsettled:
+                behind.append(Restoring(table, partition, start, None))
+                continue
+            end = ends.get(tp, 0)
             if end > start:
                 behind.append(Restoring(table, partition, start, end))
         busy = {r.table for r in behind}

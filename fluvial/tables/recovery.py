@@ -12,6 +12,16 @@ Under exactly-once the restore consumer reads ``read_committed``: its end is
 the last stable offset, and aborted records and transaction markers occupy
 offsets it never sees. So a partition is restored when the consumer's
 *position* reaches the end, not when a record at ``end - 1`` arrives.
+
+A changelog partition with a transaction still open (a worker killed or
+frozen mid-transaction) has its last stable offset *before* that
+transaction's first record, and a ``read_committed`` reader sees nothing
+after it — not even transactions committed since by the partition's next
+owners, whose committed source offsets it would nevertheless start from.
+Such a partition's end is unknown until the transaction ends (committed, or
+aborted by its producer's successor or by the coordinator after
+``transaction.timeout.ms``): its recovery waits for that, then reads to the
+end.
 """
 
 from __future__ import annotations
@@ -42,6 +52,10 @@ LOG_EVERY_S = 2.0
 #: resort: the position normally moves past transaction markers and aborted
 #: records, which no consumer sees).
 IDLE_GIVE_UP_S = 30.0
+#: The end of a partition whose open transaction has not ended yet.
+UNSETTLED = 1 << 62
+#: Seconds between two log lines about a recovery waiting for open transactions.
+WAIT_LOG_EVERY_S = 10.0
 
 
 def isolation(app: App) -> dict[str, Any]:
@@ -54,16 +68,22 @@ class Restoring:
 
     __slots__ = ("end", "next_offset", "partition", "table", "tp")
 
-    def __init__(self, table: Table, partition: int, next_offset: int, end: int) -> None:
+    def __init__(self, table: Table, partition: int, next_offset: int,
+                 end: int | None) -> None:
         self.table = table
         self.partition = partition
         self.tp = TP(table.changelog_topic_name, partition)
         self.next_offset = next_offset
-        self.end = end
+        #: ``UNSETTLED`` while a transaction is open on the partition (``end=None``).
+        self.end = UNSETTLED if end is None else end
+
+    @property
+    def settled(self) -> bool:
+        return self.end != UNSETTLED
 
     @property
     def left(self) -> int:
-        return max(self.end - self.next_offset, 0)
+        return max(self.end - self.next_offset, 0) if self.settled else 0
 
 
 class RecoveryProgress:
@@ -162,6 +182,7 @@ class ChangelogReader:
         self._progress: RecoveryProgress | None = None
         self._restored_partitions = 0
         self._stopped = False
+        self._waiting_logged = 0.0
         self._idle = asyncio.Event()
         self._idle.set()
         #: The failure that ended the most recent recovery, if any.
@@ -288,9 +309,11 @@ class ChangelogReader:
                 if finished:
                     idle_since = time.monotonic()
                 elif time.monotonic() - idle_since >= IDLE_GIVE_UP_S:
-                    logger.warning("Changelog partitions %s end before their high-water mark; "
-                                   "recovery stops there", sorted(pending))
-                    finished = list(pending.values())
+                    finished = [item for item in pending.values() if item.settled]
+                    if finished:
+                        logger.warning("Changelog partitions %s end before their high-water "
+                                       "mark; recovery stops there",
+                                       sorted(item.tp for item in finished))
                     for item in finished:
                         del pending[item.tp]
             if finished:
@@ -299,9 +322,34 @@ class ChangelogReader:
         self.app.tables.last_restored = self.restored
         self._progress = None
 
+    async def _settle(self, consumer: ConsumerT) -> None:
+        """Give partitions whose open transaction has ended their end offset."""
+        unsettled = [tp for tp, item in self._pending.items() if not item.settled]
+        if not unsettled:
+            return
+        # Stable first, then the end: read the other way round, a transaction
+        # ending in between would leave an end before its successors' records.
+        still_open = await self.app.transport.open_transactions(unsettled)
+        settled = [tp for tp in unsettled if tp not in still_open]
+        ends = await consumer.end_offsets(settled) if settled else {}
+        for tp, end in ends.items():
+            item = self._pending.get(tp)
+            if item is not None and not item.settled:
+                item.end = end
+                if self._progress is not None:
+                    self._progress.add(item.left)
+        now = time.monotonic()
+        if still_open and now - self._waiting_logged >= WAIT_LOG_EVERY_S:
+            self._waiting_logged = now
+            logger.warning(
+                "Recovery waits for transactions still open on %s (a worker stopped "
+                "mid-transaction: Kafka aborts it when that worker restarts, or after its "
+                "transaction.timeout.ms)", ", ".join(f"{t}[{p}]" for t, p in sorted(still_open)))
+
     async def _reached_end(self, consumer: ConsumerT) -> list[Restoring]:
         """Partitions whose position is at their end though their last records never came
         (transaction markers, aborted records)."""
+        await self._settle(consumer)
         positions = await consumer.position(list(self._pending))
         # The position counts what the consumer fetched, which may still be on its
         # way here: what was fetched before the answer has arrived by now.

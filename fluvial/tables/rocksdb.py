@@ -178,9 +178,20 @@ class RocksDBStore:
 
     def apply_changelog(self, messages: list[Message], decode_key: Decoder,
                         decode_value: Decoder) -> None:
-        """Recovery: write changelog records as they are (bytes), with their offset."""
+        """Recovery: write changelog records as they are (bytes), with their offset.
+
+        A key the changelog sets is no longer shadowed by a write of this worker
+        that was never persisted (the changelog's value is the newer one).
+        """
         from rocksdict import WriteBatch
 
+        if self._pending or self._flushing:
+            for message in messages:
+                if message.key is not None:
+                    key = decode_key(message.key)
+                    self._pending.pop(key, None)
+                    if self._flushing:
+                        self._flushing.pop(key, None)
         batch = WriteBatch(raw_mode=True)
         for message in messages:
             if message.key is None:

@@ -158,7 +158,7 @@ class SessionWrapper(WindowWrapper):
             return
         session = (min([timestamp, *(r[0] for r in touched)]),
                    max([timestamp, *(r[1] for r in touched)]))
-        store = table._store(partition)
+        store = table._writable(partition)
         missing = object()
         found = [store.get((key, r), missing) for r in touched]
         values = [v for v in found if v is not missing]

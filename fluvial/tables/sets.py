@@ -263,7 +263,7 @@ class SetTable(Table):
                 removed: Iterable[Any] = ()) -> None:
         """Add then remove members at ``key`` in the event's partition; remember the delta."""
         partition = self._partition_for_write(key)
-        store = self._store(partition)
+        store = self._writable(partition)
         current: set[Any] | None = store.get(key)
         members = current if current is not None else set()
         really_added = [m for m in added if m not in members]
@@ -365,6 +365,9 @@ class SetTable(Table):
             raise TableError(f"SetTable {self.name!r}: changelog record "
                              f"{message.topic}[{message.partition}]@{message.offset} has no key")
         return op, self._to_key(raw_key)
+
+    def _unflushed(self, partition: int) -> bool:
+        return bool(self._deltas.get(partition))
 
     def drop_partition(self, partition: int, *, close: bool = True) -> None:
         self._deltas.pop(partition, None)

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from ..events import _current_event
-from ..exceptions import TableError
+from ..exceptions import PartitionNotOwned, TableError
 from ..serializers import Schema
 from .store import PartitionStore, store_for_url
 
@@ -169,6 +169,20 @@ class Table(MutableMapping[Any, Any]):
                 store = self._parts[partition] = new_store(self, partition)
         return store
 
+    def _writable(self, partition: int) -> PartitionStore:
+        """The store a write to ``partition`` goes to; refused for a partition another
+        worker owns now (a late write of an event whose partition was revoked)."""
+        store = self._parts.get(partition)
+        if store is not None:
+            return store
+        if partition in self._standby_parts or not self.app.tables.may_write(partition):
+            raise PartitionNotOwned(
+                f"Table {self.name!r}: partition {partition} belongs to another worker "
+                "(revoked from this one by a rebalance, or never assigned to it); the write "
+                "is refused: the partition's owner processes the event (app.router tells "
+                "which worker owns a key)")
+        return self._store(partition)
+
     def open_partition(self, partition: int) -> PartitionStore:
         """Open (or create) the store of ``partition``; it now belongs to this worker.
 
@@ -203,11 +217,21 @@ class Table(MutableMapping[Any, Any]):
         return set(self._standby_parts)
 
     def demote_partition(self, partition: int) -> None:
-        """An active partition was revoked: keep its store as a standby (maybe released later)."""
+        """An active partition was revoked: keep its store as a standby (maybe released later).
+
+        Only a store the changelog fully covers is kept: one written since the
+        last checkpoint sent its changelog holds writes nobody else will see
+        (the new owner processes those events again), so it is closed instead.
+        """
         store = self._parts.get(partition)
-        self.drop_partition(partition, close=False)
-        if store is not None:
+        clean = not self._unflushed(partition)
+        self.drop_partition(partition, close=not clean)
+        if store is not None and clean:
             self._standby_parts[partition] = store
+
+    def _unflushed(self, partition: int) -> bool:
+        """Whether ``partition`` was written since the last changelog flush."""
+        return bool(self._dirty.get(partition))
 
     def release_standby(self, partition: int) -> None:
         """Stop holding ``partition`` as a standby: its store is closed (data may stay on disk)."""
@@ -251,7 +275,10 @@ class Table(MutableMapping[Any, Any]):
 
     def _set_in(self, partition: int, key: Any, value: Any) -> None:
         """Write ``key`` in ``partition`` (marked dirty for the next checkpoint)."""
-        self._store(partition)[key] = value
+        store = self._parts.get(partition)
+        if store is None:
+            store = self._writable(partition)
+        store[key] = value
         dirty = self._dirty.get(partition)
         if dirty is None:
             dirty = self._dirty[partition] = set()
@@ -259,7 +286,7 @@ class Table(MutableMapping[Any, Any]):
 
     def _del_in(self, partition: int, key: Any) -> None:
         """Delete ``key`` from ``partition`` (a tombstone at the next checkpoint)."""
-        store = self._store(partition)
+        store = self._writable(partition)
         del store[key]
         self._dirty.setdefault(partition, set()).add(key)
 

@@ -484,7 +484,7 @@ class WindowWrapper:
             if state.is_closed(partition, window_range):
                 state.late(key, window_range, value)
                 continue
-            store = table._store(partition)
+            store = table._writable(partition)
             old = store.get(full_key, _MISSING)
             table._set_in(partition, full_key,
                           fn(table.__missing__(full_key) if old is _MISSING else old))

@@ -152,6 +152,54 @@ async def test_aborted_transaction_in_changelog_is_not_restored(
     assert "end before their high-water mark" not in caplog.text
 
 
+@pytest.mark.kafka
+async def test_recovery_waits_for_a_transaction_left_open(
+    kafka_bootstrap: str, kafka_url: str, unique: Callable[[str], str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A worker killed mid-transaction leaves it open; its partition's next owner then
+    committed a newer value. read_committed shows nothing past the open transaction,
+    so a recovery that read to the last stable offset would start from a stale table:
+    it must wait until the open transaction ends, then read what was committed."""
+    from confluent_kafka import Producer
+
+    app, _, _, counts, _ = build(unique("eos-open"), unique("in"), unique("out"), kafka_url)
+    await app.transport.start()
+    await app.declare_topics([counts.changelog_topic])
+    changelog = counts.changelog_topic_name
+    loop = asyncio.get_running_loop()
+
+    def producer(name: str) -> Producer:
+        p = Producer({"bootstrap.servers": kafka_bootstrap, "transactional.id": unique(name),
+                      "transaction.timeout.ms": 60_000})
+        p.init_transactions(30)
+        p.begin_transaction()
+        return p
+
+    def write(p: Producer, key: str, value: int) -> None:
+        p.produce(changelog, json.dumps(value).encode(), counts.encode_key(key), partition=0)
+        p.flush()
+
+    killed = await loop.run_in_executor(None, producer, "killed")
+    await loop.run_in_executor(None, write, killed, "a", 1)      # left open
+    successor = await loop.run_in_executor(None, producer, "successor")
+    await loop.run_in_executor(None, write, successor, "a", 8)
+    await loop.run_in_executor(None, successor.commit_transaction, 30)
+    assert await app.transport.open_transactions([TP(changelog, 0)]) == {TP(changelog, 0)}
+
+    with caplog.at_level(logging.WARNING, logger="fluvial.tables.recovery"):
+        async with app.running():
+            await eventually(lambda: app.conductor.assignment(), message="assigned")
+            await asyncio.sleep(2.0)
+            assert 0 in app.conductor.recovering(), "recovered past an open transaction"
+            assert "a" not in counts
+            await loop.run_in_executor(None, killed.abort_transaction, 30)
+            await eventually(lambda: not app.conductor.recovering(), message="recovered")
+            assert dict(counts.items()) == {"a": 8}
+    assert "waits for transactions still open" in caplog.text
+    assert await app.transport.open_transactions([TP(changelog, 0)]) == set()
+
+
 async def test_fenced_worker_rejoins_and_nothing_duplicates(
     broker_url: str, unique: Callable[[str], str], tmp_path: Path,
     caplog: pytest.LogCaptureFixture,

@@ -123,3 +123,30 @@ def test_writes_made_while_flushing_wait_for_the_next_checkpoint(tmp_path: Path)
     again = open_store(path)
     assert dict(again.items()) == {"a": 1, "c": 3}
     again.close()
+
+
+def test_changelog_records_replace_writes_never_persisted(tmp_path: Path) -> None:
+    """A store that received writes this worker never checkpointed, then changelog
+    records (it became a standby, or was taken over), shows the changelog's values:
+    its own unpersisted writes must not shadow them."""
+    from fluvial.types import Message
+
+    def dec(data: bytes | None) -> Any:
+        return None if data is None else json.loads(data)
+
+    path = tmp_path / "t-0.db"
+    store = open_store(path)
+    store["a"] = 1          # never sent to the changelog
+    store["b"] = 2
+    store.seal()            # b sent, but the checkpoint never persisted it
+    store["c"] = 3
+    records = [Message("t-changelog", 0, 10, b'"a"', b"5", 0.0),
+               Message("t-changelog", 0, 11, b'"b"', b"6", 0.0)]
+    store.apply_changelog(records, dec, dec)
+    assert (store.get("a"), store.get("b"), store.get("c")) == (5, 6, 3)
+    assert store.changelog_offset == 11
+    store.close()
+    reopened = open_store(path)
+    assert dict(reopened.items()) == {"a": 5, "b": 6}
+    assert reopened.changelog_offset == 11
+    reopened.close()

@@ -166,3 +166,39 @@ async def test_offsets_are_committed_while_busy(broker_url: str,
             assert not feeder.done()
         finally:
             feeder.cancel()
+
+
+async def test_revoked_partitions_refuse_late_writes_and_dirty_ones_are_not_kept(
+    unique: Callable[[str], str]
+) -> None:
+    """After a rebalance took a partition away, a write to it (an event finished
+    late) is refused, not applied to a store the new owner never sees; a revoked
+    partition with writes the changelog lacks is closed, not kept as a standby."""
+    from fluvial.exceptions import PartitionNotOwned
+    from fluvial.types import TP
+
+    app = faust.App(unique("late-writes"), broker="memory://", topic_partitions=2,
+                    table_standby_replicas=1)
+    source = app.topic(unique("src"), partitions=2)
+    table = app.Table("t", default=int, use_partitioner=True)
+    keys = {partition_for_key(f"k{i}".encode(), 2): f"k{i}" for i in range(10)}
+
+    @app.agent(source)
+    async def idle(stream: faust.Stream[Any]) -> None:
+        async for _ in stream:
+            pass  # pragma: no cover - nothing is sent
+
+    async with app.running():
+        await eventually(lambda: len(app.conductor.assignment()) == 2, message="assigned")
+        table[keys[0]] = 1
+        table[keys[1]] = 1
+        app.tables.flush_changelogs()  # partition 0 and 1 checkpointed...
+        table[keys[1]] = 2              # ...then partition 1 written again
+        await app.tables.on_partitions_revoked({TP(source.get_topic_name(), 0),
+                                                TP(source.get_topic_name(), 1)})
+        assert table.standby_data(0) is not None  # clean: kept as a standby
+        assert table.standby_data(1) is None      # its last write is in no changelog
+        for key in keys.values():
+            with pytest.raises(PartitionNotOwned, match="belongs to another worker"):
+                table[key] += 1
+        assert table.partitions_held() == []

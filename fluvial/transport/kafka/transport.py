@@ -8,7 +8,14 @@ import functools
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from confluent_kafka import ConsumerGroupState, KafkaError, KafkaException
+from confluent_kafka import (
+    ConsumerGroupState,
+    IsolationLevel,
+    KafkaError,
+    KafkaException,
+    TopicPartition,
+)
+from confluent_kafka import admin as kafka_admin
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
@@ -32,6 +39,8 @@ __all__ = ["KafkaTransport"]
 #: down and the broker then comes back: seen in a broker-kill fault run. A long timeout
 #: lets the request wait for the coordinator instead of timing out in such an outage.
 DESCRIBE_TIMEOUT_S = 120.0
+#: How long reading end offsets may keep failing (a broker restarting) before it is an error.
+LIST_OFFSETS_TIMEOUT_S = 60.0
 
 _COORDINATOR_MOVED = frozenset({
     KafkaError.NOT_COORDINATOR,
@@ -221,6 +230,40 @@ class KafkaTransport:
             members.append(GroupMember(m.member_id, m.client_id, m.host,
                                        frozenset(TP(tp.topic, tp.partition) for tp in parts)))
         return sorted(members)
+
+    async def open_transactions(self, tps: Iterable[TP]) -> set[TP]:
+        """Partitions whose last stable offset is below their high-water mark.
+
+        Asks the partition leaders for both (``ListOffsets`` at each isolation
+        level); a partition with an open transaction shows a committed end
+        before its last record. Retries for up to ``LIST_OFFSETS_TIMEOUT_S``.
+        """
+        wanted = [TopicPartition(tp.topic, tp.partition) for tp in tps]
+        if not wanted:
+            return set()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + LIST_OFFSETS_TIMEOUT_S
+        while True:
+            try:
+                stable = await self._latest_offsets(wanted, IsolationLevel.READ_COMMITTED)
+                high = await self._latest_offsets(wanted, IsolationLevel.READ_UNCOMMITTED)
+                return {tp for tp, end in stable.items() if end < high[tp]}
+            except KafkaException as exc:
+                if loop.time() >= deadline:
+                    raise TransportError(
+                        f"Could not read the end offsets of {len(wanted)} partitions: "
+                        f"{describe_error(exc)}") from exc
+                self._admin = None  # a fresh client finds moved leaders at once
+                await asyncio.sleep(0.5)
+
+    async def _latest_offsets(self, parts: list[TopicPartition],
+                              isolation: IsolationLevel) -> dict[TP, int]:
+        futures = self._admin_client().list_offsets(
+            {tp: kafka_admin.OffsetSpec.latest() for tp in parts},  # type: ignore[attr-defined,no-untyped-call]
+            isolation_level=isolation,
+            request_timeout=10.0)
+        return {TP(tp.topic, tp.partition): (await asyncio.wrap_future(future)).offset
+                for tp, future in futures.items()}
 
     # -- admin client ----------------------------------------------------------------
     def _admin_client(self) -> AdminClient:

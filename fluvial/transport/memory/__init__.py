@@ -47,7 +47,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ...exceptions import ImproperlyConfigured, PartitionCountMismatch
-from ...types import GroupMember, TopicSpec
+from ...types import TP, GroupMember, TopicSpec
 from ._broker import MemoryBroker, check_topic, range_assign, url_params
 from ._consumer import MemoryConsumer
 from ._producer import Clock, MemoryProducer, TransactionalMemoryProducer
@@ -143,6 +143,10 @@ class MemoryTransport:
             logs = self.broker.topics.get(topic)
             counts[topic] = None if logs is None else len(logs)
         return counts
+
+    async def open_transactions(self, tps: Iterable[TP]) -> set[TP]:
+        """None: a transaction's records reach the logs only when it commits."""
+        return set()
 
     async def describe_group(self, group_id: str) -> list[GroupMember]:
         """The group's members and the current generation's assignment."""
