@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -129,6 +130,7 @@ class Membership:
         self._listeners: list[Listener] = []
         self._poked: asyncio.Event | None = None
         self._warned_clash = False
+        self._clash_since: float | None = None
         #: Views taken (for tests and metrics).
         self.refreshes = 0
 
@@ -151,13 +153,22 @@ class Membership:
         assignment = self.app.conductor.assignment()
         me = view.me(conf.canonical_url, assignment)
         if me is None:
-            if not self._warned_clash and sum(w.url == conf.canonical_url
-                                              for w in view.workers) > 1:
+            clash = sum(w.url == conf.canonical_url for w in view.workers) > 1
+            # A killed worker's old membership lingers until its session times out,
+            # beside its restarted self: only a clash that outlasts that is a mistake.
+            now = time.monotonic()
+            if not clash:
+                self._clash_since = None
+            elif self._clash_since is None:
+                self._clash_since = now
+            elif (not self._warned_clash
+                  and now - self._clash_since > conf.broker_session_timeout):
                 self._warned_clash = True
                 logger.warning("Several workers of group %r advertise canonical_url %r: give "
                                "each worker its own (web_host/web_port or canonical_url)",
                                conf.id, conf.canonical_url)
             return False
+        self._clash_since = None
         return set(me.assignment) == assignment
 
     async def refresh(self) -> bool:

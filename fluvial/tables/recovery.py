@@ -183,6 +183,8 @@ class ChangelogReader:
         self._restored_partitions = 0
         self._stopped = False
         self._waiting_logged = 0.0
+        #: When a partition's open transaction last ended (its reading starts then).
+        self._settled_at = 0.0
         self._idle = asyncio.Event()
         self._idle.set()
         #: The failure that ended the most recent recovery, if any.
@@ -308,7 +310,7 @@ class ChangelogReader:
                 finished = await self._reached_end(consumer)
                 if finished:
                     idle_since = time.monotonic()
-                elif time.monotonic() - idle_since >= IDLE_GIVE_UP_S:
+                elif time.monotonic() - max(idle_since, self._settled_at) >= IDLE_GIVE_UP_S:
                     finished = [item for item in pending.values() if item.settled]
                     if finished:
                         logger.warning("Changelog partitions %s end before their high-water "
@@ -336,6 +338,7 @@ class ChangelogReader:
             item = self._pending.get(tp)
             if item is not None and not item.settled:
                 item.end = end
+                self._settled_at = time.monotonic()
                 if self._progress is not None:
                     self._progress.add(item.left)
         now = time.monotonic()

@@ -274,3 +274,29 @@ async def test_more_workers_than_partitions_the_extra_one_idles(
         for run in runs:
             if run is not None:
                 await run.__aexit__(None, None, None)
+
+
+def test_a_canonical_url_clash_is_reported_only_when_it_outlasts_a_session(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A killed worker's membership lingers beside its restarted self (same URL) until
+    its session times out: not worth a warning. A clash that lasts longer is a
+    misconfiguration, and is reported once."""
+    import logging
+    import time
+
+    app = faust.App("clash", broker="memory://", broker_session_timeout=0.3,
+                    broker_heartbeat_interval=0.1)
+    url = app.conf.canonical_url
+    view = GroupView([
+        GroupMember("m1", f"fluvial|{url}", "/h", frozenset({TP("t", 0)})),
+        GroupMember("m2", f"fluvial|{url}", "/h", frozenset({TP("t", 0)})),
+    ])
+    with caplog.at_level(logging.WARNING, logger="fluvial.runtime.membership"):
+        assert not app.membership.consistent(view)
+        assert not app.membership.consistent(view)
+        assert "advertise canonical_url" not in caplog.text
+        time.sleep(0.35)
+        assert not app.membership.consistent(view)
+        assert not app.membership.consistent(view)
+    assert caplog.text.count("advertise canonical_url") == 1
