@@ -117,15 +117,16 @@ class EventBuffer:
     keeps_actors = True
 
     def discard(self, tps: set[TP]) -> list[Message]:
-        """Drop queued events of revoked partitions; returns their messages."""
-        if not self.items:
-            return []
-        keep: deque[Event] = deque()
+        """Drop queued events of revoked partitions; returns their messages.
+
+        In place: the streams reading this buffer hold on to ``items`` itself.
+        """
+        items = self.items
         dropped: list[Message] = []
-        for event in self.items:
+        for _ in range(len(items)):
+            event = items.popleft()
             if event.message.tp in tps:
                 dropped.append(event.message)
             else:
-                keep.append(event)
-        self.items = keep
+                items.append(event)
         return dropped

@@ -146,3 +146,29 @@ async def test_channel_agents_in_memory() -> None:
         await upper.send(value="hi")
         await eventually(lambda: got == ["HI"])
         await asyncio.sleep(0)
+
+
+async def test_events_discarded_at_a_revoke_never_reach_a_reading_stream() -> None:
+    """A rebalance drops the queued events of revoked partitions; a stream already
+    iterating the buffer must not process them anyway (their new owner does)."""
+    from fluvial.buffers import EventBuffer
+    from fluvial.events import Event
+    from fluvial.streams import Stream
+    from fluvial.types import TP, Message
+
+    app = faust.App("discard-in-place", broker="memory://")
+    for steps in ((), (("filter", lambda v: True, False),)):  # the fast path, and the other
+        buffer = EventBuffer(100, ["t"])
+        for offset in range(6):
+            message = Message("t", offset % 2, offset, None, None, 0.0)
+            message.refcount = 1
+            buffer.put(Event(app, None, offset, None, message))
+        stream: Stream[int] = Stream(app.channel(), app=app, buffer=buffer, steps=steps)
+        iterator = stream.__aiter__()
+        seen = [await iterator.__anext__()]               # offset 0 (partition 0)
+        dropped = buffer.discard({TP("t", 1)})            # the revoke
+        assert sorted(m.offset for m in dropped) == [1, 3, 5]
+        while buffer.items:
+            seen.append(await iterator.__anext__())
+        assert seen == [0, 2, 4], steps
+        await iterator.aclose()
