@@ -102,9 +102,6 @@ def test_sigkill_loop_exactly_once_no_duplicate_no_gap(
     assert report.offsets_backwards == 0, report.summary()
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "known bug, open: in 1 of ~6 runs a table ends short after the zombie's takeover "
-    "(output exact, so events were processed once); see the issue 4 note"))
 def test_zombie_writes_are_fenced_exactly_once(
     cluster: tuple[str, KafkaServer | None], tmp_path: Path
 ) -> None:
