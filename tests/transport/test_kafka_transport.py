@@ -74,6 +74,30 @@ async def test_unreachable_broker_fails_fast_and_says_what_to_do(
     assert any(r.name.startswith("fluvial.transport.kafka") for r in caplog.records)
 
 
+async def test_a_refused_connection_is_one_warning_not_an_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """librdkafka retries a refused connection (a broker restarting): it is logged
+    once per attempt, at WARNING, not also repeated by the error callbacks."""
+    port = _closed_port()
+    consumer = KafkaTransport(f"kafka://127.0.0.1:{port}").create_consumer("g")
+    with caplog.at_level(logging.DEBUG, logger="fluvial"):
+        await consumer.start()
+        consumer.subscribe(["t"], on_assign=_nothing, on_revoke=_nothing)
+        await poll_until([consumer], lambda: any(
+            "Connection refused" in r.getMessage() and r.levelno >= logging.WARNING
+            for r in caplog.records), timeout=10)
+        await consumer.stop()
+    refused = [r for r in caplog.records if "Connection refused" in r.getMessage()]
+    assert not [r for r in refused if r.levelno >= logging.ERROR]
+    shown = [r for r in refused if r.levelno == logging.WARNING]
+    assert shown and all(r.getMessage().startswith("FAIL ") for r in shown)
+
+
+async def _nothing(_: set[TP]) -> None:
+    return None
+
+
 @pytest.mark.kafka
 async def test_partition_mismatch_tells_how_to_fix(kafka: KafkaTransport, kit: Kit) -> None:
     (topic,) = await kit.topics(2)

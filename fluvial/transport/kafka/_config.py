@@ -21,6 +21,28 @@ RDKAFKA_LOGGER = logging.getLogger("fluvial.transport.kafka.librdkafka")
 
 _PORT_RE = re.compile(r":\d+$")
 
+#: Connection errors librdkafka retries by itself; its log line (facility
+#: ``FAIL``) already tells of each, so the error callbacks do not repeat them.
+CONNECTION_CODES = frozenset({
+    KafkaError._TRANSPORT,
+    KafkaError._ALL_BROKERS_DOWN,
+    KafkaError._RESOLVE,
+})
+
+
+class _TransientAtWarning(logging.Filter):
+    """librdkafka logs a refused connection (``FAIL``) at its ERR level, though it
+    retries: a broker restarting is a WARNING, not an ERROR, for the worker."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if (record.levelno == logging.ERROR and isinstance(record.args, tuple)
+                and record.args and record.args[0] == "FAIL"):
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+RDKAFKA_LOGGER.addFilter(_TransientAtWarning())
+
 
 def bootstrap_servers(url: str) -> str:
     """Turn ``kafka://h1:9092;kafka://h2,h3`` into librdkafka's ``h1:9092,h2:9092,h3:9092``."""
@@ -48,9 +70,10 @@ def bootstrap_servers(url: str) -> str:
 
 
 def _log_error(err: KafkaError) -> None:
-    # Transient connection errors are retried by librdkafka; fatal ones are
-    # recorded by the producer/consumer that owns the handle (see their error_cb).
-    RDKAFKA_LOGGER.warning("librdkafka: %s", err.str())
+    # Transient connection errors are retried by librdkafka (and logged by it);
+    # fatal ones are recorded by the producer/consumer that owns the handle.
+    level = logging.DEBUG if err.code() in CONNECTION_CODES else logging.WARNING
+    RDKAFKA_LOGGER.log(level, "librdkafka: %s", err.str())
 
 
 def client_config(

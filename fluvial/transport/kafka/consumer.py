@@ -43,7 +43,7 @@ from confluent_kafka import Message as RawMessage
 from ...exceptions import CommitError, ConsumerFailed, GroupMembershipLost, TransportError
 from ...types import TP, Message, RebalanceCallback
 from ._buffer import FetchBuffer
-from ._config import describe_error
+from ._config import CONNECTION_CODES, describe_error
 from .message import KafkaMessage
 
 __all__ = ["CONSUMER_DEFAULTS", "KafkaConsumer"]
@@ -584,6 +584,8 @@ class KafkaConsumer:
             self._post_error(
                 ConsumerFailed(f"The Kafka consumer failed fatally: {err.name()}: {err.str()}")
             )
+        elif err.code() in CONNECTION_CODES:
+            logger.debug("Kafka consumer: %s", err.str())  # librdkafka logged it
         else:
             logger.warning("Kafka consumer: %s", err.str())
 
