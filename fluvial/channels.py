@@ -346,14 +346,14 @@ class Topic(Channel[T]):
         in the background (a message to a missing topic waits in the producer)
         and the next checkpoint waits for it before it flushes the producer.
         """
-        declare_now = getattr(self.app.transport, "declare_now", None)
-        if declare_now is not None:
-            if self.partitions is not None:
-                declare_now([self.spec(n) for n in self.topics])
-            elif self.app.conf.topic_allow_declare:
-                existing = self.app.transport.broker.topics  # type: ignore[attr-defined]
-                declare_now([self.spec(n) for n in self.topics if n not in existing])
-            self._declared = True
+        if self.partitions is not None or self.app.conf.topic_allow_declare:
+            # Without partitions= an existing topic's count is whatever it is.
+            specs = [self.spec(n) for n in self.topics]
+            if self.app.transport.declare_now(specs, check=self.partitions is not None):
+                self._declared = True
+                return
+        else:
+            self._declared = True  # nothing to declare; the topic must exist
             return
         if self._declaring is None:
             try:

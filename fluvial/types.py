@@ -291,6 +291,11 @@ class TransportT(Protocol):
         existing topic's partition count differs from its spec.
         """
 
+    def declare_now(self, specs: Sequence[TopicSpec], *, check: bool = True) -> bool:
+        """Create the missing topics at once if this transport can without waiting
+        (its broker is in this process); ``check=False`` leaves existing topics
+        unchecked. False: nothing done, :meth:`create_topics` is the way."""
+
     async def partition_counts(self, topics: Iterable[str]) -> dict[str, int | None]:
         """Partition count per topic, ``None`` where the topic does not exist."""
 

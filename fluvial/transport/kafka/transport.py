@@ -184,6 +184,10 @@ class KafkaTransport:
         if raced:
             counts.update(await self.partition_counts(raced))
 
+    def declare_now(self, specs: Sequence[TopicSpec], *, check: bool = True) -> bool:
+        """Never at once: creating a topic is a round trip to the controller."""
+        return False
+
     async def partition_counts(self, topics: Iterable[str]) -> dict[str, int | None]:
         """Partition count per topic, ``None`` where the topic does not exist."""
         wanted = list(topics)
