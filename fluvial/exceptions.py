@@ -57,6 +57,14 @@ class ProducerFenced(TransportError):
     """
 
 
+class TransactionAborted(ProducerFenced):
+    """Under exactly-once, the transaction hit an error that only an abort clears
+    (its messages timed out — a worker frozen past ``transaction.timeout.ms`` —
+    or the coordinator aborted it). Handled as a fencing: the worker aborts,
+    discards its uncommitted state and re-joins; its producer stays valid.
+    """
+
+
 class TransactionsUnavailable(TransportError):
     """``processing_guarantee='exactly_once'`` but the broker cannot run transactions."""
 

@@ -19,6 +19,7 @@ from ..exceptions import (
     ProducerError,
     ProducerFenced,
     SerializationError,
+    TransactionAborted,
     TransportError,
     WorkerStopped,
 )
@@ -581,8 +582,12 @@ class Conductor:
         else:
             delay = self._pacing.next_delay()
             count = self._pacing.count
-        what = ("Exactly-once: the worker was fenced" if isinstance(reason, ProducerFenced)
-                else "The group consumer failed")
+        if isinstance(reason, TransactionAborted):
+            what = "Exactly-once: the transaction could not commit"
+        elif isinstance(reason, ProducerFenced):
+            what = "Exactly-once: the worker was fenced"
+        else:
+            what = "The group consumer failed"
         logger.warning(
             "%s (%s). Its uncommitted work is discarded and it re-joins group %r from the "
             "committed offsets%s.", what, reason, self.app.conf.id,
@@ -608,7 +613,7 @@ class Conductor:
             if delay:
                 await asyncio.sleep(delay)
             if transactions is not None:
-                await transactions.renew()
+                await transactions.renew(keep=isinstance(reason, TransactionAborted))
                 self._txn_open = True
             consumer = await create_group_consumer(self.app)
             self.consumer = consumer

@@ -21,6 +21,7 @@ import logging
 import socket
 from typing import TYPE_CHECKING, Any, cast
 
+from ..exceptions import FluvialError
 from ..settings import Settings
 from ..types import TransactionalProducerT
 from .pacing import RejoinPacing
@@ -76,17 +77,26 @@ class Transactions:
         """Seconds to wait before re-joining after this fencing (0 for a first one)."""
         return self._pacing.next_delay()
 
-    async def renew(self) -> TransactionalProducerT:
+    async def renew(self, *, keep: bool = False) -> TransactionalProducerT:
         """Replace a fenced producer by a fresh one (same object for everyone holding it).
 
         After a fencing the new producer takes a new ``transactional.id``
         (suffixed by the fencing count): if a live worker shares this worker's
         identity (a misconfiguration), the two would otherwise fence each other
-        in turn forever.
+        in turn forever. ``keep``: the transaction was only aborted
+        (:class:`~fluvial.exceptions.TransactionAborted`), so the producer goes
+        on with a new transaction if it can.
         """
         producer = self.producer
         assert producer is not None
         await producer.abort_transaction()
+        if keep:
+            try:
+                await producer.begin_transaction()
+                return producer
+            except FluvialError as exc:
+                logger.warning("Exactly-once: the producer cannot go on after the abort (%s); "
+                               "starting a new one", exc)
         tid = f"{transactional_id(self.app.conf)}-f{self.fenced}"
         await producer.renew(tid)
         await producer.init_transactions()

@@ -328,8 +328,10 @@ class FaultRun:
                     stopped = self.rng.choice(self.workers)
                     stopped.signal(signal.SIGSTOP)
                     self.report.faults_injected += 1
-                    # Past the session timeout (6 s in the fault app): the group moves on.
-                    next_fault = now + max(self.interval, 10.0)
+                    # Past the session timeout (6 s in the fault app): the group moves
+                    # on; and past exactly-once's transaction timeout (10 s): the
+                    # coordinator aborts the zombie's transaction meanwhile.
+                    next_fault = now + max(self.interval, 14.0)
                 elif stopped is not None and now >= next_fault:
                     stopped.signal(signal.SIGCONT)
                     stopped = None

@@ -21,7 +21,12 @@ from typing import Any, TypeVar
 
 from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 
-from ...exceptions import ProducerError, ProducerFenced, TransactionsUnavailable
+from ...exceptions import (
+    ProducerError,
+    ProducerFenced,
+    TransactionAborted,
+    TransactionsUnavailable,
+)
 from ...types import TP, Headers, RecordMetadata
 from .producer import KafkaProducer
 
@@ -241,6 +246,11 @@ class TransactionalKafkaProducer(KafkaProducer):
                         f"Could not {what} (transactional.id {self.transactional_id!r}): "
                         f"{err.name()}: {err.str()}"
                     ) from exc
+                if err.txn_requires_abort():
+                    raise TransactionAborted(
+                        f"Could not {what} (transactional.id {self.transactional_id!r}): "
+                        f"{err.name()}: {err.str()} — the transaction is aborted"
+                    ) from exc
                 if err.retriable() and attempt < RETRIES:
                     logger.warning("Could not %s (attempt %d): %s; retrying", what, attempt,
                                    err.str())
@@ -248,7 +258,6 @@ class TransactionalKafkaProducer(KafkaProducer):
                 raise ProducerError(
                     f"Could not {what} (transactional.id {self.transactional_id!r}): "
                     f"{err.name()}: {err.str()}"
-                    + (" — the transaction must be aborted" if err.txn_requires_abort() else "")
                 ) from exc
 
     def _on_error(self, user_cb: Any, err: KafkaError) -> None:
