@@ -181,7 +181,7 @@ class FaultRun:
                  guarantee: str = "at_least_once", fault: str = "none", interval: float = 4.0,
                  replicas: int = 3, workdir: Path, server: KafkaServer | None = None,
                  seed: int = 7, timeout: float = 600.0, static: bool = False,
-                 feed_seconds: float = 15.0) -> None:
+                 feed_seconds: float = 15.0, max_faults: int | None = None) -> None:
         if fault not in FAULTS:
             raise ValueError(f"fault must be one of {FAULTS}, got {fault!r}")
         if fault == "broker" and server is None:
@@ -197,6 +197,8 @@ class FaultRun:
         self.server = server
         self.rng = random.Random(seed)
         self.timeout = timeout
+        #: At most this many kills in a SIGKILL loop (None: until the work is done).
+        self.max_faults = max_faults
         suffix = uuid.uuid4().hex[:8]
         self.app_id = f"fault-{suffix}"
         self.source = f"fault-events-{suffix}"
@@ -308,7 +310,8 @@ class FaultRun:
             complete = complete and self._fed == self.events
             first = not self.report.faults_injected
             if self.fault == "sigkill":
-                if not complete and now >= next_fault and (counted >= 0.05 or not first):
+                more = self.max_faults is None or self.report.faults_injected < self.max_faults
+                if more and not complete and now >= next_fault and (counted >= 0.05 or not first):
                     victim = self.rng.choice(self.workers)
                     victim.kill()
                     victim.start()
@@ -502,6 +505,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--static", action="store_true",
                         help="static group membership (consumer_group_instance_id per worker)")
     parser.add_argument("--timeout", type=float, default=1800.0)
+    parser.add_argument("--max-faults", type=int, default=None,
+                        help="at most this many kills in a SIGKILL loop (default: until done)")
     args = parser.parse_args(argv)
     faults = FAULTS[1:] if args.fault == "all" else (args.fault,)
     guarantees = (("at_least_once", "exactly_once") if args.guarantee == "both"
@@ -515,7 +520,7 @@ def main(argv: list[str] | None = None) -> int:
                                    keys=args.keys, guarantee=guarantee, fault=fault,
                                    interval=args.interval, replicas=min(3, args.nodes),
                                    workdir=Path(workdir), server=server, timeout=args.timeout,
-                                   static=args.static)
+                                   static=args.static, max_faults=args.max_faults)
                     report = run.run()
                 print(report.summary(), flush=True)
                 reports.append(report)
