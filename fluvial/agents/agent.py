@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..buffers import EventBuffer
 from ..channels import Channel, Topic
-from ..exceptions import AgentError, ImproperlyConfigured, PartitionNotOwned
+from ..exceptions import AgentError, ImproperlyConfigured
 from ..streams import Stream
 from ..types import RecordMetadata
 from .isolated import PartitionedBuffers
@@ -174,12 +174,6 @@ class Agent:
                 return
             except asyncio.CancelledError:
                 raise
-            except PartitionNotOwned as exc:
-                # Not a bug of the agent: a rebalance took the event's partition
-                # away while the actor held it. Its new owner processes it.
-                logger.warning("Agent %s actor %d: %s", self.name, index, exc)
-                stream.ack_pending()
-                continue
             except Exception as exc:
                 self.crashes += 1
                 event = stream._pending

@@ -159,6 +159,8 @@ class SessionWrapper(WindowWrapper):
         session = (min([timestamp, *(r[0] for r in touched)]),
                    max([timestamp, *(r[1] for r in touched)]))
         store = table._writable(partition)
+        if store is None:
+            return  # the partition is another worker's now
         missing = object()
         found = [store.get((key, r), missing) for r in touched]
         values = [v for v in found if v is not missing]

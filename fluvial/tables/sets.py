@@ -264,6 +264,8 @@ class SetTable(Table):
         """Add then remove members at ``key`` in the event's partition; remember the delta."""
         partition = self._partition_for_write(key)
         store = self._writable(partition)
+        if store is None:
+            return  # the partition is another worker's now
         current: set[Any] | None = store.get(key)
         members = current if current is not None else set()
         really_added = [m for m in added if m not in members]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Iterator, MutableMapping
 from typing import TYPE_CHECKING, Any
 
@@ -95,6 +96,9 @@ class Table(MutableMapping[Any, Any]):
         #: from the changelog, invisible to reads until they become active.
         self._standby_parts: dict[int, PartitionStore] = {}
         self._dirty: dict[int, set[Any]] = {}
+        #: Writes of events whose partition was revoked meanwhile (dropped).
+        self.writes_dropped = 0
+        self._dropped_logged = 0.0
         #: Per partition, the delivery of the last changelog record sent at a checkpoint.
         self._last_sent: dict[int, asyncio.Future[RecordMetadata]] = {}
         self.changelog_topic = changelog_topic or app.topic(
@@ -169,19 +173,37 @@ class Table(MutableMapping[Any, Any]):
                 store = self._parts[partition] = new_store(self, partition)
         return store
 
-    def _writable(self, partition: int) -> PartitionStore:
-        """The store a write to ``partition`` goes to; refused for a partition another
-        worker owns now (a late write of an event whose partition was revoked)."""
+    def _writable(self, partition: int) -> PartitionStore | None:
+        """The store a write to ``partition`` goes to, or None: the partition is another
+        worker's now and the write is dropped (see :meth:`_not_owned`)."""
         store = self._parts.get(partition)
         if store is not None:
             return store
         if partition in self._standby_parts or not self.app.tables.may_write(partition):
-            raise PartitionNotOwned(
-                f"Table {self.name!r}: partition {partition} belongs to another worker "
-                "(revoked from this one by a rebalance, or never assigned to it); the write "
-                "is refused: the partition's owner processes the event (app.router tells "
-                "which worker owns a key)")
+            self._not_owned(partition)
+            return None
         return self._store(partition)
+
+    def _not_owned(self, partition: int) -> None:
+        """A write to a partition this worker does not own.
+
+        From an event (an agent finishing it after a rebalance took its partition
+        away), the write is dropped with a warning: the event's offset is not
+        committed here, and the partition's new owner processes it. Raising would
+        end the agent's loop for nothing. Elsewhere (a ``use_partitioner`` write
+        from a view or a timer) it raises :class:`PartitionNotOwned`.
+        """
+        message = (f"Table {self.name!r}: partition {partition} belongs to another worker "
+                   "(revoked from this one by a rebalance, or never assigned to it)")
+        if _current_event.get() is None:
+            raise PartitionNotOwned(f"{message}; send the write to its owner (app.router "
+                                    "tells which worker owns a key)")
+        self.writes_dropped += 1
+        now = time.monotonic()
+        if now - self._dropped_logged >= 10.0:
+            self._dropped_logged = now
+            logger.warning("%s: the write of an event of that partition is dropped (%d so far); "
+                           "its new owner processes the event", message, self.writes_dropped)
 
     def open_partition(self, partition: int) -> PartitionStore:
         """Open (or create) the store of ``partition``; it now belongs to this worker.
@@ -278,6 +300,8 @@ class Table(MutableMapping[Any, Any]):
         store = self._parts.get(partition)
         if store is None:
             store = self._writable(partition)
+            if store is None:
+                return
         store[key] = value
         dirty = self._dirty.get(partition)
         if dirty is None:
@@ -287,6 +311,8 @@ class Table(MutableMapping[Any, Any]):
     def _del_in(self, partition: int, key: Any) -> None:
         """Delete ``key`` from ``partition`` (a tombstone at the next checkpoint)."""
         store = self._writable(partition)
+        if store is None:
+            return
         del store[key]
         self._dirty.setdefault(partition, set()).add(key)
 

@@ -485,6 +485,8 @@ class WindowWrapper:
                 state.late(key, window_range, value)
                 continue
             store = table._writable(partition)
+            if store is None:
+                continue  # the partition is another worker's now
             old = store.get(full_key, _MISSING)
             table._set_in(partition, full_key,
                           fn(table.__missing__(full_key) if old is _MISSING else old))

@@ -171,11 +171,13 @@ async def test_offsets_are_committed_while_busy(broker_url: str,
 async def test_revoked_partitions_refuse_late_writes_and_dirty_ones_are_not_kept(
     unique: Callable[[str], str]
 ) -> None:
-    """After a rebalance took a partition away, a write to it (an event finished
-    late) is refused, not applied to a store the new owner never sees; a revoked
-    partition with writes the changelog lacks is closed, not kept as a standby."""
+    """After a rebalance took a partition away, a write to it is not applied to a store
+    the new owner never sees: refused from outside a stream, dropped (and counted)
+    from a late event; a revoked partition with writes the changelog lacks is closed,
+    not kept as a standby."""
+    from fluvial.events import Event, _current_event
     from fluvial.exceptions import PartitionNotOwned
-    from fluvial.types import TP
+    from fluvial.types import TP, Message
 
     app = faust.App(unique("late-writes"), broker="memory://", topic_partitions=2,
                     table_standby_replicas=1)
@@ -198,7 +200,18 @@ async def test_revoked_partitions_refuse_late_writes_and_dirty_ones_are_not_kept
                                                 TP(source.get_topic_name(), 1)})
         assert table.standby_data(0) is not None  # clean: kept as a standby
         assert table.standby_data(1) is None      # its last write is in no changelog
+        # From a view or a timer: an error that says where the key belongs.
         for key in keys.values():
             with pytest.raises(PartitionNotOwned, match="belongs to another worker"):
                 table[key] += 1
+        # From an event whose partition was taken away: dropped, counted, logged.
+        message = Message(source.get_topic_name(), 0, 0, None, None, 0.0)
+        token = _current_event.set(Event(app, None, None, None, message))
+        try:
+            table[keys[0]] = 5
+            table[keys[1]] += 1
+        finally:
+            _current_event.reset(token)
+        assert table.writes_dropped == 2
         assert table.partitions_held() == []
+        assert app.tables.flush_changelogs() == 0  # nothing to send for them
