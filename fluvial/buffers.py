@@ -25,7 +25,8 @@ class EventBuffer:
     ever dropped.
     """
 
-    __slots__ = ("_waiters", "draining", "error", "items", "maxsize", "on_drain", "topics")
+    __slots__ = ("_waiters", "draining", "error", "items", "maxsize", "on_drain", "released",
+                 "topics")
 
     def __init__(self, maxsize: int, topics: Iterable[str] = ()) -> None:
         self.items: deque[Event] = deque()
@@ -36,6 +37,9 @@ class EventBuffer:
         self.draining = False
         #: An error from a companion task (e.g. a group_by forwarder), raised to readers.
         self.error: BaseException | None = None
+        #: Set when the stream that owned this buffer ended (its actor crashed): the
+        #: next stream of the same channel reads it on, queued events included.
+        self.released = False
 
     def __len__(self) -> int:
         return len(self.items)

@@ -48,6 +48,11 @@ class Channel(Generic[T]):
         self.maxsize = maxsize or app.conf.stream_buffer_maxsize
         self._buffers: list[EventBuffer] = []
         self._offsets = itertools.count()
+        #: Buffers made by ``stream()``, each read by one stream.
+        self._stream_buffers: list[EventBuffer] = []
+        #: Topics derived from this one by ``group_by``, by name: an actor that
+        #: restarts gets the same topic, and the buffer its predecessor read.
+        self.derived: dict[str, Any] = {}
 
     @property
     def label(self) -> str:
@@ -67,7 +72,14 @@ class Channel(Generic[T]):
     def stream(self, **kwargs: Any) -> Stream[T]:
         from .streams import Stream
 
-        return Stream(self, app=self.app, buffer=self.new_buffer(), **kwargs)
+        # A buffer whose stream ended by a crash is read on (see ``Stream.release``).
+        buffer = next((b for b in self._stream_buffers if b.released), None)
+        if buffer is not None:
+            buffer.released = False
+        else:
+            buffer = self.new_buffer()
+            self._stream_buffers.append(buffer)
+        return Stream(self, app=self.app, buffer=buffer, owns_buffer=True, **kwargs)
 
     def __aiter__(self) -> Any:
         return self.stream().__aiter__()

@@ -14,6 +14,7 @@ import asyncio
 import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .buffers import EventBuffer
@@ -33,6 +34,12 @@ T = TypeVar("T")
 Step = tuple[str, Callable[[Any], Any], bool]  # (kind, function, is_async)
 
 
+#: The streams an actor made since it (re)started: on a crash the supervisor
+#: acknowledges the events they hold and releases their buffers.
+_actor_streams: ContextVar[list[Stream[Any]] | None] = ContextVar(
+    "fluvial_actor_streams", default=None)
+
+
 class Stream(Generic[T]):
     """An asynchronous iterator of values (``async for value in stream``)."""
 
@@ -46,10 +53,17 @@ class Stream(Generic[T]):
         companions: Sequence[Callable[[], Awaitable[None]]] = (),
         noack: bool = False,
         prefix: str = "",
+        owns_buffer: bool = False,
     ) -> None:
         self.channel = channel
         self.app = app
         self.buffer = buffer
+        #: Made by ``channel.stream()`` (``group_by``, ``through``): the buffer is
+        #: this stream's, released for the next one if its actor crashes.
+        self.owns_buffer = owns_buffer
+        actor_streams = _actor_streams.get()
+        if actor_streams is not None:
+            actor_streams.append(self)
         self._steps = tuple(steps)
         self._companions = tuple(companions)
         self._noack = noack
@@ -91,6 +105,12 @@ class Stream(Generic[T]):
             pending.ack()
         for event in held:
             event.ack()
+
+    def release(self) -> None:
+        """Its actor crashed: a restarted actor's stream of this channel reads on
+        from this stream's buffer (a new one would leave it subscribed, unread)."""
+        if self.owns_buffer:
+            self.buffer.released = True
 
     def noack(self) -> Stream[T]:
         """A stream that leaves acknowledging to the caller (``event.ack()``)."""
@@ -334,6 +354,11 @@ class Stream(Generic[T]):
             partitions=partitions,
             internal=True,
         )
+        cached = self.channel.derived.get(topic.get_topic_name())
+        if cached is not None and cached.partitions == topic.partitions:
+            topic = cached  # a restarted actor: the same topic, and its buffer
+        else:
+            self.channel.derived[topic.get_topic_name()] = topic
         get_key = _key_function(key)
         key_is_async = _is_async(get_key)
         source = self

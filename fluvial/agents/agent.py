@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 from ..buffers import EventBuffer
 from ..channels import Channel, Topic
+from ..events import _current_event
 from ..exceptions import AgentError, ImproperlyConfigured
-from ..streams import Stream
+from ..streams import Stream, _actor_streams
 from ..types import RecordMetadata
 from .isolated import PartitionedBuffers
 from .replies import CORRELATION_ID, REPLY_TO, ReqRepResponse, reply_headers
@@ -167,6 +168,8 @@ class Agent:
     async def _supervise(self, channel: Channel[Any], buffer: EventBuffer, index: int) -> None:
         backoff = 0.0
         while True:
+            streams: list[Stream[Any]] = []
+            _actor_streams.set(streams)
             stream: Stream[Any] = Stream(channel, app=self.app, buffer=buffer)
             try:
                 await self._execute(stream)
@@ -176,7 +179,7 @@ class Agent:
                 raise
             except Exception as exc:
                 self.crashes += 1
-                event = stream._pending
+                event = _current_event.get() or stream._pending
                 where = (
                     f" on {event.message.topic}[{event.message.partition}]"
                     f"@{event.message.offset}"
@@ -184,7 +187,12 @@ class Agent:
                     else ""
                 )
                 logger.exception("Agent %s crashed%s: %r", self.name, where, exc)
-                stream.ack_pending()
+                # The events in hand (the one it crashed on, in whichever stream)
+                # count as processed; streams it made (group_by) hand their
+                # buffers, and what is queued there, to the restarted actor.
+                for made in streams:
+                    made.ack_pending()
+                    made.release()
                 if self.supervisor_strategy == "stop":
                     self.app._on_fatal(AgentError(f"Agent {self.name} crashed{where}: {exc!r}"))
                     return

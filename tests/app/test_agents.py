@@ -177,6 +177,40 @@ async def test_crashing_agent_restarts_and_commits_go_on(
     assert "@3" in crash_logs[0].getMessage()
 
 
+async def test_crashing_group_by_agent_restarts_and_commits_go_on(
+    broker_url: str, unique: Callable[[str], str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """An actor that crashes inside a group_by loop restarts on the same repartition
+    stream: the event it crashed on is acknowledged, the events queued behind it are
+    processed, and every offset is committed (a restart used to subscribe a second
+    stream beside the dead one, whose unacknowledged event stalled the commits)."""
+    app = make_app(unique("app"), broker_url)
+    topic = app.topic(unique("crashy"), value_type=int, partitions=1)
+    seen: list[int] = []
+
+    @app.agent(topic)
+    async def fragile(values: faust.Stream[int]) -> None:
+        async for value in values.group_by(lambda v: str(v % 2), name="parity"):
+            if value in (3, 6):
+                raise ValueError(f"bad value {value}")
+            seen.append(value)
+
+    with caplog.at_level(logging.ERROR):
+        async with app.running():
+            for i in range(10):
+                await topic.send(value=i, partition=0)
+            await eventually(lambda: len(seen) == 8, message="events after the crashes")
+            await app.conductor.checkpoint()
+            assert (await committed(app, topic.get_topic_name(), 1))[0] == 10
+            repartition = f"{app.conf.id}-{topic.get_topic_name()}-parity-repartition"
+            offsets = await committed(app, repartition, 4)
+            assert sum(o or 0 for o in offsets.values()) == 10, offsets
+    assert sorted(seen) == [0, 1, 2, 4, 5, 7, 8, 9]
+    assert fragile.crashes == 2
+    crash_logs = [r for r in caplog.records if "crashed" in r.getMessage()]
+    assert "parity-repartition" in crash_logs[0].getMessage()  # where it crashed
+
+
 async def test_crash_with_stop_strategy_stops_the_worker(
     broker_url: str, unique: Callable[[str], str]
 ) -> None:
