@@ -112,3 +112,12 @@ def test_lifecycle_start_reuse_kill_restart_stop(tmp_path: Path) -> None:
     assert server.status() is None
     assert not Path(f"/proc/{pid}").exists() and not Path(f"/proc/{new_pid}").exists()
     assert not (tmp_path / "kafka" / "node-1").exists()
+
+
+def test_cluster_ids_never_look_like_an_option() -> None:
+    """kafka-storage reads an id starting with '-' as an option: the format fails."""
+    from fluvial.testing.kafka_server import _cluster_id
+
+    ids = [_cluster_id() for _ in range(2000)]
+    assert not [i for i in ids if i.startswith("-")]
+    assert len(set(ids)) == len(ids) and all(len(i) == 22 for i in ids)
