@@ -52,7 +52,7 @@ class Channel(Generic[T]):
         self._stream_buffers: list[EventBuffer] = []
         #: Topics derived from this one by ``group_by``, by name: an actor that
         #: restarts gets the same topic, and the buffer its predecessor read.
-        self.derived: dict[str, Any] = {}
+        self.derived: dict[str, Topic[Any]] = {}
 
     @property
     def label(self) -> str:

@@ -13,7 +13,7 @@ import pytest
 
 from fluvial.exceptions import PartitionCountMismatch
 from fluvial.transport.partitioner import partition_for_key
-from fluvial.types import TP, RebalanceCallback, TopicSpec, TransportT
+from fluvial.types import TP, ProducerT, RebalanceCallback, TopicSpec, TransportT
 
 from .conftest import Kit, by_partition, drain, poll_until
 
@@ -245,14 +245,19 @@ async def test_manual_assign_from_offset_seek_and_end_offsets(kit: Kit) -> None:
     assert [m.value for m in await drain(consumer, 8)] == [b"%d" % i for i in range(2, 10)]
 
 
-async def test_paused_partitions_return_nothing_while_others_continue(kit: Kit) -> None:
+async def _five_in_each_of_two_partitions(kit: Kit) -> tuple[str, TP, TP, ProducerT]:
+    """A two-partition topic with b"0".."4" in each partition; its producer."""
     (topic,) = await kit.topics(2)
-    p0, p1 = TP(topic, 0), TP(topic, 1)
     producer = await kit.producer()
     for p in (0, 1):
         for i in range(5):
             producer.send_soon(topic, None, b"%d" % i, partition=p)
     await producer.flush()
+    return topic, TP(topic, 0), TP(topic, 1), producer
+
+
+async def test_paused_partitions_return_nothing_while_others_continue(kit: Kit) -> None:
+    topic, p0, p1, producer = await _five_in_each_of_two_partitions(kit)
 
     consumer = await kit.consumer()
     consumer.assign({p0: 0, p1: 0})
@@ -271,13 +276,7 @@ async def test_paused_partitions_return_nothing_while_others_continue(kit: Kit) 
 async def test_assign_starts_every_partition_unpaused(kit: Kit) -> None:
     """A partition paused under one assign() is fetched again under the next one that
     keeps it (a restore consumer is re-used from one recovery to the next)."""
-    (topic,) = await kit.topics(2)
-    p0, p1 = TP(topic, 0), TP(topic, 1)
-    producer = await kit.producer()
-    for p in (0, 1):
-        for i in range(5):
-            producer.send_soon(topic, None, b"%d" % i, partition=p)
-    await producer.flush()
+    _, p0, p1, _ = await _five_in_each_of_two_partitions(kit)
 
     consumer = await kit.consumer()
     consumer.assign({p0: 0, p1: 0})
