@@ -106,14 +106,16 @@ class TransactionalKafkaProducer(KafkaProducer):
                 raise
 
     def _doomed(self, exc: ProducerError) -> bool:
-        """A send failed because the producer failed fatally (fenced): the transaction
-        cannot commit, and the commit says so; the send is dropped with it."""
+        """A send failed because the producer failed fatally (fenced), or because the
+        transaction is in an abortable error state (``_STATE``: its messages timed
+        out, a zombie woken): the transaction cannot commit, and the commit says so
+        (fenced, or :class:`TransactionAborted`); the send is dropped with it."""
         cause = exc.__cause__
         err = _error(cause) if isinstance(cause, KafkaException) else None
         fatal = self._fatal is not None or (err is not None and err.code() == KafkaError._FATAL)
         if fatal:
             self._fatal_send = True
-        return fatal
+        return fatal or (err is not None and err.code() == KafkaError._STATE)
 
     def _replay_held(self) -> None:
         held, self._held = self._held, []
