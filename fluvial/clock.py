@@ -12,7 +12,7 @@ import itertools
 import time
 from typing import Protocol
 
-__all__ = ["Clock", "SystemClock", "VirtualClock"]
+__all__ = ["Clock", "SystemClock", "VirtualClock", "wait_event"]
 
 
 class Clock(Protocol):
@@ -87,3 +87,20 @@ async def _settle(rounds: int = 20) -> None:
     """Let ready tasks run (a bounded number of loop iterations)."""
     for _ in range(rounds):
         await asyncio.sleep(0)
+
+
+async def wait_event(event: asyncio.Event, timeout: float) -> bool:
+    """Wait until ``event`` is set or ``timeout`` seconds pass; True if it is set.
+
+    Unlike ``asyncio.wait_for(event.wait(), timeout)`` before Python 3.12, a
+    cancellation that arrives as the event is set is never swallowed (the
+    caller's loop would go on running, and its worker's stop wait for it).
+    """
+    if event.is_set():
+        return True
+    waiter = asyncio.ensure_future(event.wait())
+    try:
+        await asyncio.wait({waiter}, timeout=timeout)
+    finally:
+        waiter.cancel()
+    return event.is_set()

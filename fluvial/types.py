@@ -219,12 +219,17 @@ class ConsumerT(Protocol):
         *,
         on_assign: RebalanceCallback,
         on_revoke: RebalanceCallback,
+        on_lost: RebalanceCallback | None = None,
     ) -> None:
         """Join the consumer group for ``topics`` (may be called again to change them).
 
         ``on_revoke`` runs (and completes) before partitions are taken away;
         ``on_assign`` runs before the first message of a new partition is
-        returned. Both run on the event loop.
+        returned. ``on_lost`` runs when the partitions were taken away already:
+        the group dropped this member (stalled past its session timeout), so
+        their new owners may be processing them and nothing may be committed
+        for them (without ``on_lost``, ``on_revoke`` is told). All run on the
+        event loop.
         """
 
     def assign(self, offsets: Mapping[TP, int]) -> None:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..buffers import EventBuffer
+from ..clock import wait_event
 from ..events import Event
 from ..exceptions import (
     ConsumerFailed,
@@ -201,10 +202,6 @@ class Conductor:
         self._subscribe(self.consumer)
 
     def _subscribe(self, consumer: ConsumerT) -> None:
-        if self.transactions is None:
-            consumer.subscribe(sorted(self._subs), on_assign=self.on_partitions_assigned,
-                               on_revoke=self.on_partitions_revoked)
-            return
         membership = self._membership
 
         async def on_assign(assigned: set[TP]) -> None:
@@ -215,7 +212,12 @@ class Conductor:
             if membership == self._membership:
                 await self.on_partitions_revoked(revoked)
 
-        consumer.subscribe(sorted(self._subs), on_assign=on_assign, on_revoke=on_revoke)
+        async def on_lost(lost: set[TP]) -> None:
+            if membership == self._membership:
+                await self.on_partitions_lost(lost)
+
+        consumer.subscribe(sorted(self._subs), on_assign=on_assign, on_revoke=on_revoke,
+                           on_lost=on_lost)
 
     async def run_checkpoints(self) -> None:
         """Checkpoint every ``broker_commit_interval`` seconds until cancelled."""
@@ -318,9 +320,7 @@ class Conductor:
 
     async def _wait_for_room(self) -> None:
         self._drained.clear()
-        try:
-            await asyncio.wait_for(self._drained.wait(), PAUSE_AFTER_S)
-        except TimeoutError:
+        if not await wait_event(self._drained, PAUSE_AFTER_S):
             stuck, self._full = self._full, set()
             for buffer in stuck:
                 self._pause_for(buffer)
@@ -366,6 +366,8 @@ class Conductor:
         async with self._checkpoint_lock:
             self._since_checkpoint = 0
             self._checkpoint_due = False
+            if self._fenced is not None:
+                return  # fenced or partitions lost: the fetch loop re-joins first
             if self.transactions is not None:
                 await self._commit_transaction(final=final)
                 return
@@ -437,7 +439,16 @@ class Conductor:
         producer.prepare_commit()
         consumer = self.consumer
         if offsets and consumer is not None:
-            await producer.send_offsets_to_transaction(offsets, await consumer.group_metadata())
+            try:
+                metadata = await consumer.group_metadata()
+            except GroupMembershipLost as exc:
+                raise TransactionAborted(f"not committed: {exc}") from exc
+            if self._fenced is not None:
+                # Lost meanwhile: the metadata may be a later generation's, which
+                # the coordinator would accept for this (stale) transaction.
+                fenced, self._fenced = self._fenced, None
+                raise fenced
+            await producer.send_offsets_to_transaction(offsets, metadata)
         self._txn_open = False
         await producer.commit_transaction()
         # Only now may the stores keep what the changelog holds: an aborted
@@ -522,6 +533,34 @@ class Conductor:
         self._assignment -= revoked
         self._recovering -= {tp.partition for tp in revoked}
         await self.app.tables.on_partitions_revoked(revoked, clean=self._fenced is None)
+
+    async def on_partitions_lost(self, lost: set[TP]) -> None:
+        """The group dropped this worker (frozen past its session timeout: a zombie);
+        other workers may own ``lost`` already and be processing them.
+
+        Nothing of them may be committed, flushed or kept: no checkpoint, their
+        queued events and table partitions are dropped, and the worker re-joins
+        from the committed offsets as after a fencing (exactly-once: the open
+        transaction is aborted; at-least-once: table writes not checkpointed are
+        discarded instead of reaching the changelogs after the new owner's).
+        """
+        logger.warning(
+            "Partitions lost: %s — the group went on without this worker (it did not "
+            "heartbeat within broker_session_timeout=%.0f s: frozen, swapped out, or cut "
+            "off); what it did not commit is discarded and it re-joins",
+            _fmt(lost), self.app.conf.broker_session_timeout)
+        reason = f"the partitions were lost: {_fmt(lost)}"
+        if self._fenced is None:
+            self._fenced = (TransactionAborted(reason) if self.transactions is not None
+                            else ConsumerFailed(reason))
+        for subs in self._subs.values():
+            for sub in subs:
+                for buffer in sub.buffers:
+                    buffer.discard(lost)
+        self.tracker.forget(lost)
+        self._assignment -= lost
+        self._recovering -= {tp.partition for tp in lost}
+        await self.app.tables.on_partitions_revoked(lost, clean=False)
 
     async def _finish_in_flight(self, tps: set[TP], dropped: dict[int, int]) -> None:
         """Wait (bounded) until no actor holds an event of ``tps``."""

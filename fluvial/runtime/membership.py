@@ -17,6 +17,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, NamedTuple
 
+from ..clock import wait_event
 from ..exceptions import GroupRebalancing, TransportError
 from ..types import TP, GroupMember
 
@@ -190,10 +191,7 @@ class Membership:
         wait = REFRESH_S
         last_error = ""
         while True:
-            try:
-                await asyncio.wait_for(self._poked.wait(), wait)
-            except TimeoutError:
-                pass
+            await wait_event(self._poked, wait)
             self._poked.clear()
             try:
                 ok = await self.refresh()

@@ -313,3 +313,73 @@ def by_account(dump: dict[str, int]) -> dict[str, int]:
     for key, count in dump.items():
         totals[key.split("|")[0]] += count
     return dict(totals)
+
+
+@pytest.mark.parametrize("guarantee", ["exactly_once", "at_least_once"])
+async def test_worker_dropped_from_the_group_commits_nothing_of_what_it_held(
+    guarantee: str, unique: Callable[[str], str], tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A worker frozen past its session timeout (here: its membership expired while an
+    agent holds an event it has counted and sent) loses its partitions to another
+    worker at once. Nothing of what it did since its last checkpoint may count: no
+    checkpoint runs for lost partitions, the open transaction is aborted (exactly-once)
+    or the table writes are discarded (at-least-once), and it re-joins."""
+    broker_url = f"memory://lost-{unique('b')}"
+    name, source, sink = unique("lost"), unique("in"), unique("out")
+    frozen = asyncio.Event()
+    thaw = asyncio.Event()
+
+    def worker(tag: str) -> tuple[faust.App, Any]:
+        app = faust.App(name, broker=broker_url, topic_partitions=2,
+                        broker_commit_interval=0.2, processing_guarantee=guarantee,
+                        datadir=str(tmp_path / tag))
+        src = app.topic(source, key_type=str, value_type=int, partitions=2)
+        out = app.topic(sink, key_type=str, value_type=int, partitions=2)
+        counts = app.Table("counts", default=int)
+
+        @app.agent(src)
+        async def count(stream: faust.Stream[int]) -> None:
+            async for event in stream.events():
+                counts[event.key] += 1
+                await out.send(key=event.key, value=event.value)
+                if tag == "a" and event.value == 150 and not frozen.is_set():
+                    frozen.set()
+                    await thaw.wait()  # a frozen process: it still holds the event
+
+        return app, counts
+
+    app_a, counts_a = worker("a")
+    app_b, counts_b = worker("b")
+    inputs = [(f"k{i % 5}", i) for i in range(300)]
+    expected = Counter(k for k, _ in inputs)
+
+    def total() -> dict[str, int]:
+        merged: Counter[str] = Counter()
+        for table in (counts_a, counts_b):
+            for partition in table.partitions_held():
+                merged.update(dict((table.partition_data(partition) or {}).items()))
+        return dict(merged)
+
+    with caplog.at_level(logging.WARNING, logger="fluvial.runtime.conductor"):
+        async with app_a.running():
+            await feed(broker_url, source, inputs[:100])
+            await eventually(lambda: sum(counts_a.values()) == 100, message="first 100")
+            await feed(broker_url, source, inputs[100:])
+            await asyncio.wait_for(frozen.wait(), 30)
+            consumer = app_a.group_consumer
+            assert consumer is not None
+            consumer.expire_session()  # type: ignore[attr-defined]
+            async with app_b.running():
+                await eventually(lambda: app_a.conductor.rejoins >= 1,
+                                 message="the dropped worker re-joined")
+                thaw.set()
+                await eventually(lambda: total() == dict(expected), timeout=30,
+                                 message="every event counted exactly once")
+                if guarantee == "exactly_once":
+                    records = await read_until(app_b, sink, len(inputs))
+                    assert sorted(int(v) for _, v in records) == [v for _, v in inputs]
+                assert app_a.fatal_error is None and app_b.fatal_error is None
+    # Both stopped cleanly too (a stop step that hangs is reported as fatal).
+    assert app_a.fatal_error is None and app_b.fatal_error is None
+    assert "Partitions lost" in caplog.text

@@ -40,6 +40,7 @@ from typing import Any, TypeVar
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka import Message as RawMessage
 
+from ...clock import wait_event
 from ...exceptions import CommitError, ConsumerFailed, GroupMembershipLost, TransportError
 from ...types import TP, Message, RebalanceCallback
 from ._buffer import FetchBuffer
@@ -159,6 +160,7 @@ class KafkaConsumer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._on_assign_cb: RebalanceCallback | None = None
         self._on_revoke_cb: RebalanceCallback | None = None
+        self._on_lost_cb: RebalanceCallback | None = None
         # Loop side.
         self._buffer = FetchBuffer(self._release)
         self._assigned: set[TP] = set()
@@ -219,18 +221,21 @@ class KafkaConsumer:
         *,
         on_assign: RebalanceCallback,
         on_revoke: RebalanceCallback,
+        on_lost: RebalanceCallback | None = None,
     ) -> None:
         """Join the consumer group for ``topics`` (may be called again to change them)."""
         if self.group_id is None:
             raise TransportError("A consumer created with group_id=None cannot subscribe")
         self._on_assign_cb = on_assign
         self._on_revoke_cb = on_revoke
+        self._on_lost_cb = on_lost
         self._command(
             partial(
                 self._consumer.subscribe,
                 sorted(set(topics)),
                 on_assign=self._rebalance_assign,
                 on_revoke=self._rebalance_revoke,
+                on_lost=self._rebalance_lost,
             )
         )
 
@@ -291,10 +296,7 @@ class KafkaConsumer:
         self._raise_pending()
         if not self._buffer and timeout > 0:
             self._ready.clear()
-            try:
-                await asyncio.wait_for(self._ready.wait(), timeout)
-            except asyncio.TimeoutError:
-                pass
+            await wait_event(self._ready, timeout)
             self._raise_pending()
         return self._buffer.take(max_records)
 
@@ -379,10 +381,25 @@ class KafkaConsumer:
         return {TP(r.topic, r.partition): (r.offset if r.offset >= 0 else None) for r in result}
 
     async def group_metadata(self) -> Any:
-        """The consumer's group metadata, read on the consumer thread."""
+        """The consumer's group metadata, read on the consumer thread.
+
+        Raises :class:`GroupMembershipLost` while the consumer is no member of
+        its group (dropped after a session timeout, not re-joined yet): the
+        coordinator would accept a transaction's offsets sent with that metadata
+        (no member id, generation -1) unchecked, so a zombie could commit them.
+        """
         if self.group_id is None:
             raise TransportError("A consumer created with group_id=None has no group metadata")
-        return await self._request(self._consumer.consumer_group_metadata)
+        consumer = self._consumer
+
+        def read() -> Any:
+            if not consumer.memberid():
+                raise GroupMembershipLost(
+                    f"The consumer is no member of group {self.group_id!r} (dropped from it, "
+                    "not re-joined yet)")
+            return consumer.consumer_group_metadata()
+
+        return await self._request(read)
 
     async def end_offsets(self, tps: Iterable[TP]) -> dict[TP, int]:
         """The high-water mark (offset after the last message) of each partition.
@@ -551,6 +568,9 @@ class KafkaConsumer:
     def _rebalance_revoke(self, _consumer: Consumer, parts: list[TopicPartition]) -> None:
         self._on_loop(self._handle_revoke({TP(p.topic, p.partition) for p in parts}))
 
+    def _rebalance_lost(self, _consumer: Consumer, parts: list[TopicPartition]) -> None:
+        self._on_loop(self._handle_revoke({TP(p.topic, p.partition) for p in parts}, lost=True))
+
     def _on_loop(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run ``coro`` on the loop and wait for it, serving requests meanwhile."""
         loop = self._loop
@@ -630,13 +650,17 @@ class KafkaConsumer:
         if self._on_assign_cb is not None:
             await self._on_assign_cb(tps)
 
-    async def _handle_revoke(self, tps: set[TP]) -> None:
+    async def _handle_revoke(self, tps: set[TP], *, lost: bool = False) -> None:
         # Buffered messages of revoked partitions will be fetched by their new owner.
         self._buffer.drop(tps)
         self._buffer.paused -= tps
         self._assigned -= tps
-        if self._on_revoke_cb is not None:
-            await self._on_revoke_cb(tps)
+        if lost:
+            logger.info("Kafka consumer: the group dropped this member; its partitions "
+                           "are lost: %s", ", ".join(f"{t}[{p}]" for t, p in sorted(tps)))
+        callback = self._on_lost_cb if lost and self._on_lost_cb else self._on_revoke_cb
+        if callback is not None:
+            await callback(tps)
 
 
 def _resolve(fut: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:

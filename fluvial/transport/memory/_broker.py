@@ -143,6 +143,9 @@ class Member(Protocol):
 
     def group_changed(self) -> None: ...
 
+    def expelled(self) -> None:
+        """The coordinator dropped the member (session timeout): its partitions are gone."""
+
 
 class Group:
     """A consumer group: members, the current generation's assignment, committed offsets."""
@@ -278,6 +281,17 @@ class MemoryBroker:
     def leave(self, group: Group, member_id: str) -> None:
         if group.members.pop(member_id, None) is not None:
             self.rebalance(group)
+
+    def expire(self, group: Group, member_id: str) -> None:
+        """``member_id`` missed its session timeout: it is dropped from the group and its
+        partitions are handed out without waiting for its revoke, as Kafka's
+        coordinator does; it hears of it afterwards (``on_lost``) and may re-join."""
+        member = group.members.pop(member_id, None)
+        if member is None:
+            return
+        group.revoking.discard(member_id)
+        member.expelled()
+        self.rebalance(group)
 
     def rebalance(self, group: Group) -> None:
         """Start a new generation (eager protocol: every owner revokes everything first)."""

@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import Collection, Iterable, Mapping
 from typing import NamedTuple
 
-from ...exceptions import CommitError, ImproperlyConfigured, TransportError
+from ...exceptions import CommitError, GroupMembershipLost, ImproperlyConfigured, TransportError
 from ...types import TP, Message, RebalanceCallback
 from ._broker import Group, MemoryBroker, PartitionLog, Waker, build_messages
 
@@ -50,6 +50,9 @@ class MemoryConsumer:
         self._topics: frozenset[str] = frozenset()
         self._on_assign: RebalanceCallback | None = None
         self._on_revoke: RebalanceCallback | None = None
+        self._on_lost: RebalanceCallback | None = None
+        #: Dropped by the coordinator; ``on_lost`` not told yet.
+        self._expelled = False
         self._manual = False
         self._started = False
         self._stopped = False
@@ -92,6 +95,21 @@ class MemoryConsumer:
     def group_changed(self) -> None:
         if self._group_waker is not None:
             self._group_waker.wake()
+
+    def expelled(self) -> None:
+        self._joined = False
+        self._expelled = True
+        self._fetchable = False
+        self.group_changed()
+
+    def expire_session(self) -> None:
+        """Act as if this member missed its session timeout (a frozen worker): the
+        group drops it and hands its partitions to the others at once; this
+        consumer then tells ``on_lost`` (else ``on_revoke``) and re-joins. For
+        fault tests on the in-process broker."""
+        if self._group is None or not self._joined:
+            raise TransportError("This consumer is not a member of a group")
+        self._broker.expire(self._group, self._member_id)
 
     # -- lifetime -------------------------------------------------------------------------
 
@@ -136,6 +154,7 @@ class MemoryConsumer:
         *,
         on_assign: RebalanceCallback,
         on_revoke: RebalanceCallback,
+        on_lost: RebalanceCallback | None = None,
     ) -> None:
         if self._manual:
             raise TransportError("This consumer uses assign(); a consumer cannot also subscribe")
@@ -148,6 +167,7 @@ class MemoryConsumer:
         self._topics = topics
         self._on_assign = on_assign
         self._on_revoke = on_revoke
+        self._on_lost = on_lost
         if self._started:
             self._join()
 
@@ -174,7 +194,9 @@ class MemoryConsumer:
         try:
             while True:
                 waker.clear()
-                if self._generation != group.generation:
+                if self._expelled:
+                    await self._lose(group)
+                elif self._generation != group.generation:
                     await self._rebalance(group, waker)
                 else:
                     await waker.wait(None)
@@ -188,6 +210,20 @@ class MemoryConsumer:
             self._leave_group()
             if self._fetch_waker is not None:
                 self._fetch_waker.wake()
+
+    async def _lose(self, group: Group) -> None:
+        """Dropped from the group: the partitions are gone already; tell, re-join."""
+        assert self._on_revoke is not None
+        self._expelled = False
+        lost = set(self._logs)
+        self._set_assignment({})
+        self._holding = False
+        callback = self._on_lost or self._on_revoke
+        if lost:
+            await callback(lost)
+        if not self._stopped:
+            self._joined = True
+            self._broker.join(group, self)
 
     async def _rebalance(self, group: Group, waker: Waker) -> None:
         assert self._on_assign is not None and self._on_revoke is not None
@@ -342,6 +378,10 @@ class MemoryConsumer:
         return {TP(*tp): self._positions.get(TP(*tp)) for tp in tps}
 
     async def group_metadata(self) -> GroupMetadata:
+        if self._group_id is not None and not self._joined and not self._manual:
+            raise GroupMembershipLost(
+                f"The consumer is no member of group {self._group_id!r} (dropped from it, "
+                "not re-joined yet)")
         return GroupMetadata(self._require_group("group_metadata"), self._member_id,
                              self._generation)
 

@@ -1,0 +1,60 @@
+"""Waiting on events without losing a cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from fluvial.clock import wait_event
+
+
+async def _cancel_as_the_event_is_set(wait: Callable[[asyncio.Event, float], Awaitable[object]]
+                                      ) -> asyncio.Task[None]:
+    """A loop waiting on an event, cancelled in the same tick the event is set."""
+    event = asyncio.Event()
+
+    async def loop_forever() -> None:
+        while True:
+            await wait(event, 10.0)
+            event.clear()
+
+    task = asyncio.create_task(loop_forever())
+    await asyncio.sleep(0.01)
+    event.set()
+    task.cancel()
+    await asyncio.wait({task}, timeout=1.0)
+    return task
+
+
+async def test_a_cancellation_arriving_with_the_event_stops_the_waiter() -> None:
+    task = await _cancel_as_the_event_is_set(wait_event)
+    assert task.done() and task.cancelled()
+
+
+async def test_wait_event_reports_set_or_timed_out() -> None:
+    event = asyncio.Event()
+    assert await wait_event(event, 0.01) is False
+    asyncio.get_running_loop().call_later(0.01, event.set)
+    assert await wait_event(event, 5.0) is True
+    assert await wait_event(event, 0.0) is True
+
+
+async def test_wait_for_would_have_swallowed_it() -> None:
+    """Why ``wait_event`` exists: before Python 3.12, ``asyncio.wait_for`` returns the
+    inner result when the cancellation and the event come together."""
+    import sys
+
+    if sys.version_info >= (3, 12):
+        pytest.skip("asyncio.wait_for no longer loses the cancellation")
+
+    async def with_wait_for(event: asyncio.Event, timeout: float) -> object:
+        return await asyncio.wait_for(event.wait(), timeout)
+
+    task = await _cancel_as_the_event_is_set(with_wait_for)
+    try:
+        assert not task.done()
+    finally:
+        task.cancel()
+        await asyncio.wait({task}, timeout=1.0)
