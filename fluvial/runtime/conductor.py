@@ -529,10 +529,7 @@ class Conductor:
                 self.fail(exc)
             finally:
                 self._discarded_refs = 0
-        self.tracker.forget(revoked)
-        self._assignment -= revoked
-        self._recovering -= {tp.partition for tp in revoked}
-        await self.app.tables.on_partitions_revoked(revoked, clean=self._fenced is None)
+        await self._give_up(revoked, clean=self._fenced is None)
 
     async def on_partitions_lost(self, lost: set[TP]) -> None:
         """The group dropped this worker (frozen past its session timeout: a zombie);
@@ -557,10 +554,15 @@ class Conductor:
             for sub in subs:
                 for buffer in sub.buffers:
                     buffer.discard(lost)
-        self.tracker.forget(lost)
-        self._assignment -= lost
-        self._recovering -= {tp.partition for tp in lost}
-        await self.app.tables.on_partitions_revoked(lost, clean=False)
+        await self._give_up(lost, clean=False)
+
+    async def _give_up(self, tps: set[TP], *, clean: bool) -> None:
+        """Forget ``tps``: their offsets, assignment, recovery and table partitions
+        (``clean=False``: their tables hold writes that were not checkpointed)."""
+        self.tracker.forget(tps)
+        self._assignment -= tps
+        self._recovering -= {tp.partition for tp in tps}
+        await self.app.tables.on_partitions_revoked(tps, clean=clean)
 
     async def _finish_in_flight(self, tps: set[TP], dropped: dict[int, int]) -> None:
         """Wait (bounded) until no actor holds an event of ``tps``."""
