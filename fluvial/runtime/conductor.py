@@ -371,7 +371,7 @@ class Conductor:
             if self.transactions is not None:
                 await self._commit_transaction(final=final)
                 return
-            offsets = self.tracker.committable()
+            offsets = self._committable()
             await self._check_membership()
             self.app.tables.flush_changelogs()
             await self._topics_declared()
@@ -393,6 +393,22 @@ class Conductor:
                                    "partitions' owners will process these events again.", exc)
                     return
                 self.tracker.committed.update(offsets)
+
+    def _committable(self) -> dict[TP, int]:
+        """The processed offsets to commit, of assigned partitions only.
+
+        A message of a partition this worker no longer owns (one delivered after
+        its revoke) may have been processed here, but committing its offset could
+        move the partition's new owner past events it never saw: Kafka checks the
+        member and generation of a commit, not who owns the partition.
+        """
+        offsets = self.tracker.committable()
+        assignment = self._assignment
+        for tp in [tp for tp in offsets if tp not in assignment]:
+            logger.warning("Not committing %s[%d] up to offset %d: the partition is not "
+                           "assigned to this worker (a message delivered after its revoke)",
+                           tp.topic, tp.partition, offsets.pop(tp))
+        return offsets
 
     async def _check_membership(self) -> None:
         """At-least-once, before table changelogs go out: make sure the group still
@@ -432,7 +448,7 @@ class Conductor:
         if not final:
             await self._quiesce()
         await self._topics_declared()
-        offsets = self.tracker.committable()
+        offsets = self._committable()
         self.app.tables.flush_changelogs()
         # No await since the offsets were taken: from here on the actors' sends go
         # to the next transaction, like their offsets.

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 import fluvial as faust
-from fluvial.types import TP
+from fluvial.types import TP, Message
 
 from .conftest import eventually
 
@@ -383,3 +383,56 @@ async def test_worker_dropped_from_the_group_commits_nothing_of_what_it_held(
     # Both stopped cleanly too (a stop step that hangs is reported as fatal).
     assert app_a.fatal_error is None and app_b.fatal_error is None
     assert "Partitions lost" in caplog.text
+
+
+@pytest.mark.parametrize("guarantee", ["exactly_once", "at_least_once"])
+async def test_offsets_of_partitions_not_assigned_are_never_committed(
+    guarantee: str, unique: Callable[[str], str], tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A message of a partition this worker does not own (one a consumer delivered after
+    the partition's revoke) may get processed, but its offset is the owner's to commit:
+    committing it could move the owner past events it never saw."""
+    broker_url = f"memory://stray-{unique('b')}"
+    name, source = unique("stray"), unique("in")
+    seen: dict[str, list[int]] = {"a": [], "b": []}
+
+    def worker(tag: str) -> tuple[faust.App, Any]:
+        app = faust.App(name, broker=broker_url, broker_commit_interval=0.1,
+                        processing_guarantee=guarantee, datadir=str(tmp_path / tag))
+        src = app.topic(source, value_type=int, partitions=2)
+
+        @app.agent(src)
+        async def record(values: faust.Stream[int]) -> None:
+            async for value in values:
+                seen[tag].append(value)
+
+        return app, record
+
+    app_a, _ = worker("a")
+    app_b, _ = worker("b")
+    async with app_a.running(), app_b.running():
+        await eventually(lambda: len(app_a.conductor.assignment()) == 1
+                         and len(app_b.conductor.assignment()) == 1, message="one each")
+        (theirs,) = app_b.conductor.assignment()
+        feeder = faust.App("feeder", broker=broker_url)  # not in any transaction
+        try:
+            await feeder.topic(source, value_type=int, partitions=2).send(
+                value=1, partition=theirs.partition)
+        finally:
+            await feeder.close()
+        await eventually(lambda: seen["b"] == [1], message="B processed its event")
+        await app_b.conductor.checkpoint()
+        consumer = app_a.group_consumer
+        assert consumer is not None
+        before = (await consumer.committed([theirs]))[theirs]
+        assert before == 1
+        # A late message of B's partition reaches A: processed there, never committed.
+        stray = Message(theirs.topic, theirs.partition, 7, None, b"99", 0.0)
+        with caplog.at_level(logging.WARNING, logger="fluvial.runtime.conductor"):
+            app_a.conductor.dispatch([stray])
+            await eventually(lambda: seen["a"] == [99], message="A processed the stray one")
+            await app_a.conductor.checkpoint()
+        assert (await consumer.committed([theirs]))[theirs] == before
+        assert (f"Not committing {theirs.topic}[{theirs.partition}] up to offset 8"
+                in caplog.text)

@@ -501,11 +501,14 @@ class KafkaConsumer:
                 raws = consumer.consume(batch_size, 0)
                 if not raws:
                     # consume(n, t) waits for n messages or t seconds: block for
-                    # one, then take whatever else is already queued.
+                    # one; the next round takes whatever else is queued. Never
+                    # merge the results of two calls: a rebalance served by the
+                    # second would find the first's messages of revoked partitions
+                    # held here (librdkafka purges those only within one call),
+                    # and they would be processed — and committed — after the revoke.
                     raws = consumer.consume(1, _BLOCK_S)
                     if not raws:
                         continue
-                    raws += consumer.consume(batch_size - 1, 0)
                 batch, errors = _convert(raws)
                 if batch:
                     with cond:
