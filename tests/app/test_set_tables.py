@@ -115,11 +115,14 @@ async def read_changelog(app: faust.App, table: Any, start: int = 0) -> list[Mes
     consumer = app.transport.create_consumer(None)
     await consumer.start()
     try:
-        consumer.assign({TP(table.changelog_topic_name, p): start for p in range(3)})
+        tps = {TP(table.changelog_topic_name, p) for p in range(3)}
+        ends = await consumer.end_offsets(tps)
+        consumer.assign(dict.fromkeys(tps, start))
+        wanted = sum(max(0, end - start) for end in ends.values())
         messages: list[Message] = []
-        for _ in range(50):
+        for _ in range(50):  # one call may return part of what is there
             messages += await consumer.getmany(100, 0.2)
-            if messages:
+            if len(messages) >= wanted:
                 break
         return messages
     finally:
