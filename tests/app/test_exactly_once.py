@@ -66,6 +66,15 @@ async def read_until(app: faust.App, topic: str, n: int) -> list[tuple[Any, Any]
         await asyncio.sleep(0.2)
 
 
+def merged_counts(*tables: Any) -> dict[str, int]:
+    """The counts of every table partition the workers hold, merged."""
+    merged: Counter[str] = Counter()
+    for table in tables:
+        for partition in table.partitions_held():
+            merged.update(dict((table.partition_data(partition) or {}).items()))
+    return dict(merged)
+
+
 def build(name: str, source: str, sink: str, broker_url: str, **settings: Any
           ) -> tuple[faust.App, Any, Any, Any, list[int]]:
     app = faust.App(name, broker=broker_url, topic_partitions=2, broker_commit_interval=0.2,
@@ -215,11 +224,7 @@ async def test_fenced_worker_rejoins_and_nothing_duplicates(
     expected = Counter(k for k, _ in first + second)
 
     def total() -> dict[str, int]:
-        merged: Counter[str] = Counter()
-        for table in (counts1, counts2):
-            for partition in table.partitions_held():
-                merged.update(dict((table.partition_data(partition) or {}).items()))
-        return dict(merged)
+        return merged_counts(counts1, counts2)
 
     with caplog.at_level(logging.WARNING, logger="fluvial.runtime.conductor"):
         async with app1.running():
@@ -355,11 +360,7 @@ async def test_worker_dropped_from_the_group_commits_nothing_of_what_it_held(
     expected = Counter(k for k, _ in inputs)
 
     def total() -> dict[str, int]:
-        merged: Counter[str] = Counter()
-        for table in (counts_a, counts_b):
-            for partition in table.partitions_held():
-                merged.update(dict((table.partition_data(partition) or {}).items()))
-        return dict(merged)
+        return merged_counts(counts_a, counts_b)
 
     with caplog.at_level(logging.WARNING, logger="fluvial.runtime.conductor"):
         async with app_a.running():

@@ -660,7 +660,7 @@ class KafkaConsumer:
         self._assigned -= tps
         if lost:
             logger.info("Kafka consumer: the group dropped this member; its partitions "
-                           "are lost: %s", ", ".join(f"{t}[{p}]" for t, p in sorted(tps)))
+                        "are lost: %s", ", ".join(f"{t}[{p}]" for t, p in sorted(tps)))
         callback = self._on_lost_cb if lost and self._on_lost_cb else self._on_revoke_cb
         if callback is not None:
             await callback(tps)
