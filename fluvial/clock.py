@@ -10,9 +10,12 @@ import asyncio
 import heapq
 import itertools
 import time
-from typing import Protocol
+from collections.abc import Awaitable
+from typing import Protocol, TypeVar
 
-__all__ = ["Clock", "SystemClock", "VirtualClock", "wait_event"]
+T = TypeVar("T")
+
+__all__ = ["Clock", "SystemClock", "VirtualClock", "wait_event", "wait_within"]
 
 
 class Clock(Protocol):
@@ -104,3 +107,28 @@ async def wait_event(event: asyncio.Event, timeout: float) -> bool:
     finally:
         waiter.cancel()
     return event.is_set()
+
+
+async def wait_within(aw: Awaitable[T], timeout: float) -> T:
+    """``await aw``, cancelled and ``TimeoutError`` raised after ``timeout`` seconds.
+
+    ``asyncio.wait_for`` before Python 3.12 returns the result when the caller
+    is cancelled in the tick ``aw`` completes: the cancellation is lost, and a
+    loop using it runs on after its worker's stop cancelled it (the fetch
+    loop's producer flush did so). Here a cancellation of the caller always
+    propagates; ``aw`` is cancelled with it.
+    """
+    task = asyncio.ensure_future(aw)
+    try:
+        await asyncio.wait({task}, timeout=timeout)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    if not task.done():
+        task.cancel()
+        # Like wait_for: once this returns, aw no longer runs.
+        await asyncio.wait({task})
+        if not task.cancelled() and task.exception() is None:
+            return task.result()
+        raise TimeoutError
+    return task.result()

@@ -1,4 +1,4 @@
-"""Waiting on events without losing a cancellation."""
+"""Waiting on events and awaitables without losing a cancellation."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from fluvial.clock import wait_event
+from fluvial.clock import wait_event, wait_within
 
 
 async def _cancel_as_the_event_is_set(wait: Callable[[asyncio.Event, float], Awaitable[object]]
@@ -58,3 +58,61 @@ async def test_wait_for_would_have_swallowed_it() -> None:
     finally:
         task.cancel()
         await asyncio.wait({task}, timeout=1.0)
+
+
+async def test_a_cancellation_arriving_as_the_awaitable_completes_stops_the_caller() -> None:
+    """``wait_within`` in a loop: the caller's cancellation wins over a result of the
+    same tick (``asyncio.wait_for`` before 3.12 returns the result and loses it)."""
+
+    async def within(event: asyncio.Event, timeout: float) -> object:
+        return await wait_within(event.wait(), timeout)
+
+    task = await _cancel_as_the_event_is_set(within)
+    assert task.done() and task.cancelled()
+
+
+async def test_wait_within_returns_the_result_or_times_out_and_cancels() -> None:
+    async def answer() -> int:
+        await asyncio.sleep(0.01)
+        return 42
+
+    assert await wait_within(answer(), 5.0) == 42
+    started = asyncio.Event()
+    cancelled = asyncio.Event()
+
+    async def forever() -> None:
+        started.set()
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    with pytest.raises(TimeoutError):
+        await wait_within(forever(), 0.05)
+    # Like wait_for: when it raises, the awaitable no longer runs.
+    assert started.is_set() and cancelled.is_set()
+
+    async def fails() -> None:
+        raise ValueError("boom")
+
+    with pytest.raises(ValueError, match="boom"):
+        await wait_within(fails(), 5.0)
+
+
+async def test_cancelling_the_caller_cancels_the_awaitable() -> None:
+    inner_cancelled = asyncio.Event()
+
+    async def forever() -> None:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            inner_cancelled.set()
+            raise
+
+    caller = asyncio.create_task(wait_within(forever(), 60.0))
+    await asyncio.sleep(0.01)
+    caller.cancel()
+    await asyncio.wait({caller}, timeout=1.0)
+    assert caller.cancelled()
+    await asyncio.wait_for(inner_cancelled.wait(), 1.0)

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..buffers import EventBuffer
-from ..clock import wait_event
+from ..clock import wait_event, wait_within
 from ..events import Event
 from ..exceptions import (
     ConsumerFailed,
@@ -376,7 +376,7 @@ class Conductor:
             self.app.tables.flush_changelogs()
             await self._topics_declared()
             try:
-                await asyncio.wait_for(self.app.producer.flush(), FLUSH_TIMEOUT_S)
+                await wait_within(self.app.producer.flush(), FLUSH_TIMEOUT_S)
             except TimeoutError:
                 raise ProducerError(
                     f"The producer could not deliver within {FLUSH_TIMEOUT_S:.0f} s: is the "

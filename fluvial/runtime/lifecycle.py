@@ -18,6 +18,7 @@ import inspect
 import logging
 from typing import TYPE_CHECKING, Any
 
+from ..clock import wait_within
 from ..exceptions import FluvialError, ProducerFenced
 from .membership import group_client_id
 
@@ -146,7 +147,7 @@ STOP_STEP_TIMEOUT_S = 30.0
 async def _bounded(step: Any, what: str, app: App) -> None:
     """Run one shutdown step; a step that hangs is reported and left, never waited for."""
     try:
-        await asyncio.wait_for(step, STOP_STEP_TIMEOUT_S)
+        await wait_within(step, STOP_STEP_TIMEOUT_S)
     except TimeoutError:
         error = FluvialError(f"Stopping the worker: {what} did not finish within "
                              f"{STOP_STEP_TIMEOUT_S:.0f} s")
