@@ -142,6 +142,14 @@ def _one(
         cmd += ["worker", "-l", "warn", "--without-web"]
     elif system == "fluvial":
         cmd += ["worker"]
+        if args.profile:
+            # py-spy samples every thread, GIL holders marked; collapsed stacks.
+            profile = WORK / "profiles" / f"{run_id}-{name}.txt"
+            profile.parent.mkdir(parents=True, exist_ok=True)
+            spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or "py-spy"
+            cmd = [spy, "record", "--format", "raw", "--threads", "--gil",
+                   "--rate", "250", "-o", str(profile), "--", *cmd]
+            console.print(f"[dim]{name}: profile in {profile}[/]")
     console.print(f"{name}: processing {events:,} events ...")
     result = run_pipeline(
         system=system, pipeline=pipeline, transport=transport, events=events, cmd=cmd,
@@ -212,6 +220,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--timeout", type=float, default=300.0,
                    help="seconds each run may take, startup included (default 300)")
     p.add_argument("--results", type=Path, default=WORK / "results.json")
+    p.add_argument("--profile", action="store_true",
+                   help="run fluvial's workers under py-spy (GIL holders only); collapsed "
+                        "stacks in .bench/profiles (py-spy must be on PATH)")
     return p.parse_args(argv)
 
 
