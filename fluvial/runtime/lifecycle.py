@@ -18,7 +18,6 @@ import inspect
 import logging
 from typing import TYPE_CHECKING, Any
 
-from ..clock import wait_within
 from ..exceptions import FluvialError, ProducerFenced
 from .membership import group_client_id
 
@@ -145,14 +144,26 @@ STOP_STEP_TIMEOUT_S = 30.0
 
 
 async def _bounded(step: Any, what: str, app: App) -> None:
-    """Run one shutdown step; a step that hangs is reported and left, never waited for."""
+    """Run one shutdown step; a step that hangs is reported and left, never waited for.
+
+    Left, not awaited after cancelling it: a step that does not end on its
+    cancellation (e.g. one suppressing it while it awaits) must not hang the
+    stop (``asyncio.wait_for`` would wait for it).
+    """
+    task = asyncio.ensure_future(step)
     try:
-        await wait_within(step, STOP_STEP_TIMEOUT_S)
-    except TimeoutError:
-        error = FluvialError(f"Stopping the worker: {what} did not finish within "
-                             f"{STOP_STEP_TIMEOUT_S:.0f} s")
-        logger.error("%s", error)
-        app._on_fatal(error)
+        await asyncio.wait({task}, timeout=STOP_STEP_TIMEOUT_S)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    if task.done():
+        task.result()  # its error, if any, is the caller's to handle
+        return
+    task.cancel()
+    error = FluvialError(f"Stopping the worker: {what} did not finish within "
+                         f"{STOP_STEP_TIMEOUT_S:.0f} s")
+    logger.error("%s", error)
+    app._on_fatal(error)
 
 
 async def _check_copartitioned(app: App) -> None:

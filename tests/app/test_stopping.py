@@ -55,3 +55,38 @@ async def test_stop_under_load_is_prompt_and_error_free(
                                       stop_after)
     assert app.fatal_error is None, app.fatal_error
     assert took < 10.0, f"the stop took {took:.1f} s"
+
+
+async def test_a_stop_step_that_ignores_its_cancellation_is_reported_and_left(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A service whose stop() hangs and swallows the cancellation: the worker reports
+    it by name and goes on stopping (it does not wait for the step forever)."""
+    from fluvial.runtime import lifecycle
+
+    monkeypatch.setattr(lifecycle, "STOP_STEP_TIMEOUT_S", 0.2)
+    app = faust.App("stubborn-stop", broker="memory://stubborn-stop")
+    cancelled = 0
+
+    @app.service
+    class Stubborn:
+        def __init__(self, app: faust.App) -> None:
+            self.app = app
+
+        async def stop(self) -> None:
+            nonlocal cancelled
+            while True:
+                try:
+                    await asyncio.sleep(3600)
+                except asyncio.CancelledError:
+                    cancelled += 1  # and carries on: the bug this guards against
+
+    loop = asyncio.get_running_loop()
+    async with app.running():
+        started = loop.time()
+    took = loop.time() - started
+    assert took < 5.0, f"the stop took {took:.1f} s"
+    assert cancelled == 1
+    assert app.fatal_error is not None
+    assert "service Stubborn did not finish" in str(app.fatal_error)
+    assert not app.started
