@@ -61,10 +61,13 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
     "enable.auto.offset.store": False,
     "enable.partition.eof": False,
     # Throughput: large fetches and a deep prefetch queue, but a short broker
-    # wait so that a trickle of messages is not delayed.
+    # wait so that a trickle of messages is not delayed. 16 MB per partition
+    # and 200k messages ahead read the bench's plain pipeline ~18 % faster
+    # than 4 MB and 50k (190k against 160k events/s, alternating runs); the
+    # prefetch stays bounded by queued.max.messages.kbytes.
     "fetch.wait.max.ms": 100,
-    "max.partition.fetch.bytes": 4 * 1024 * 1024,
-    "queued.min.messages": 50_000,
+    "max.partition.fetch.bytes": 16 * 1024 * 1024,
+    "queued.min.messages": 200_000,
     "queued.max.messages.kbytes": 131_072,
 }
 
