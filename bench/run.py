@@ -222,7 +222,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--results", type=Path, default=WORK / "results.json")
     p.add_argument("--profile", action="store_true",
                    help="run fluvial's workers under py-spy (GIL holders only); collapsed "
-                        "stacks in .bench/profiles (py-spy must be on PATH)")
+                        "stacks in .bench/profiles (py-spy from the venv, else PATH)")
     return p.parse_args(argv)
 
 

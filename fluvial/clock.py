@@ -109,7 +109,7 @@ async def wait_event(event: asyncio.Event, timeout: float) -> bool:
     return event.is_set()
 
 
-async def wait_within(aw: Awaitable[T], timeout: float) -> T:
+async def wait_within(aw: Awaitable[T], timeout: float, *, abandon: bool = False) -> T:
     """``await aw``, cancelled and ``TimeoutError`` raised after ``timeout`` seconds.
 
     ``asyncio.wait_for`` before Python 3.12 returns the result when the caller
@@ -117,6 +117,10 @@ async def wait_within(aw: Awaitable[T], timeout: float) -> T:
     loop using it runs on after its worker's stop cancelled it (the fetch
     loop's producer flush did so). Here a cancellation of the caller always
     propagates; ``aw`` is cancelled with it.
+
+    On a timeout, ``aw`` is cancelled and waited for, like ``wait_for`` does;
+    with ``abandon=True`` it is cancelled and left, so an ``aw`` that does not
+    end on its cancellation cannot hang the caller.
     """
     task = asyncio.ensure_future(aw)
     try:
@@ -126,6 +130,8 @@ async def wait_within(aw: Awaitable[T], timeout: float) -> T:
         raise
     if not task.done():
         task.cancel()
+        if abandon:
+            raise TimeoutError
         # Like wait_for: once this returns, aw no longer runs.
         await asyncio.wait({task})
         if not task.cancelled() and task.exception() is None:

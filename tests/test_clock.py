@@ -116,3 +116,24 @@ async def test_cancelling_the_caller_cancels_the_awaitable() -> None:
     await asyncio.wait({caller}, timeout=1.0)
     assert caller.cancelled()
     await asyncio.wait_for(inner_cancelled.wait(), 1.0)
+
+
+async def test_abandon_leaves_an_awaitable_that_ignores_its_cancellation() -> None:
+    release = asyncio.Event()
+    cancels = 0
+
+    async def stubborn() -> None:
+        nonlocal cancels
+        while not release.is_set():
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                cancels += 1
+                await release.wait()
+
+    with pytest.raises(TimeoutError):
+        await wait_within(stubborn(), 0.05, abandon=True)
+    await asyncio.sleep(0.01)
+    assert cancels == 1  # cancelled, and not waited for: we are here
+    release.set()
+    await asyncio.sleep(0.01)

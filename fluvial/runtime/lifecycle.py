@@ -18,6 +18,7 @@ import inspect
 import logging
 from typing import TYPE_CHECKING, Any
 
+from ..clock import wait_within
 from ..exceptions import FluvialError, ProducerFenced
 from .membership import group_client_id
 
@@ -150,20 +151,13 @@ async def _bounded(step: Any, what: str, app: App) -> None:
     cancellation (e.g. one suppressing it while it awaits) must not hang the
     stop (``asyncio.wait_for`` would wait for it).
     """
-    task = asyncio.ensure_future(step)
     try:
-        await asyncio.wait({task}, timeout=STOP_STEP_TIMEOUT_S)
-    except asyncio.CancelledError:
-        task.cancel()
-        raise
-    if task.done():
-        task.result()  # its error, if any, is the caller's to handle
-        return
-    task.cancel()
-    error = FluvialError(f"Stopping the worker: {what} did not finish within "
-                         f"{STOP_STEP_TIMEOUT_S:.0f} s")
-    logger.error("%s", error)
-    app._on_fatal(error)
+        await wait_within(step, STOP_STEP_TIMEOUT_S, abandon=True)
+    except TimeoutError:
+        error = FluvialError(f"Stopping the worker: {what} did not finish within "
+                             f"{STOP_STEP_TIMEOUT_S:.0f} s")
+        logger.error("%s", error)
+        app._on_fatal(error)
 
 
 async def _check_copartitioned(app: App) -> None:
