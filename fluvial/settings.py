@@ -60,10 +60,21 @@ class Settings:
     consumer_group_instance_id: str | None = None
     key_serializer: str = "raw"
     value_serializer: str = "json"
-    web_enabled: bool = False
+    #: Serve HTTP (views, table routes, websockets, /metrics) from every worker.
+    web_enabled: bool = True
     web_port: int = 6066
     web_bind: str = "0.0.0.0"
     web_host: str = "localhost"
+    #: Run the web server in a thread of its own (views then run off the worker's loop).
+    web_in_thread: bool = False
+    #: Starlette ``CORSMiddleware`` options (``{"allow_origins": ["*"]}``); None: no CORS.
+    web_cors_options: Mapping[str, Any] | None = None
+    #: Built-in pages that read tables (``/table/{name}/...``).
+    web_tables_enabled: bool = True
+    #: Largest request body a view accepts, in bytes (larger: 413).
+    web_max_request_size: int = 1_048_576
+    #: Seconds a request forwarded to the worker owning a key may take (else 503).
+    web_forward_timeout: float = 5.0
     #: The URL other workers reach this one at (``app.router``); default
     #: ``http://{web_host}:{web_port}``. Must differ between the workers of an app.
     canonical_url: str = ""
