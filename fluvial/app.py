@@ -7,9 +7,9 @@ import inspect
 import logging
 import os
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .agents import Agent
 from .agents.replies import ReplyConsumer
@@ -25,6 +25,9 @@ from .settings import Settings
 from .tables import GlobalTable, SetGlobalTable, SetTable, Table, TableManager
 from .transport import by_url
 from .types import ConsumerT, ProducerT, RecordMetadata, TransportT
+
+if TYPE_CHECKING:
+    from .web import View, Web
 
 __all__ = ["App"]
 
@@ -68,6 +71,7 @@ class App:
         #: While the worker runs: the consumer of the app's group, the started services.
         self.group_consumer: ConsumerT | None = None
         self.running_services: list[Any] = []
+        self._web: Web | None = None
 
     def __repr__(self) -> str:
         return f"<App {self._id}>"
@@ -209,6 +213,55 @@ class App:
             self.commands[command.name or f.__name__] = command
             return f
         return decorate
+
+    # -- web -----------------------------------------------------------------------------
+
+    @property
+    def web(self) -> Web:
+        """The worker's web server: its routes, and ``app.web.asgi``, the ASGI app."""
+        if self._web is None:
+            from .web import Web
+
+            self._web = Web(self)
+        return self._web
+
+    def page(self, path: str, *, base: type[View] | None = None,
+             cors_options: Mapping[str, Any] | None = None,
+             name: str | None = None) -> Callable[[Any], type[View]]:
+        """Decorator: serve a view at ``path`` (a ``web.View`` subclass, or a function
+        ``async def handler(web, request, **match_info)`` answering GET).
+
+        ``cors_options``: Starlette ``CORSMiddleware`` options for this view alone.
+        """
+        from .web import View
+
+        def decorate(handler: Any) -> type[View]:
+            if isinstance(handler, type) and issubclass(handler, View):
+                view_cls = handler
+            else:
+                view_cls = (base or View).from_handler(handler)
+            self.web.add_view(view_cls, path=path, name=name, cors_options=cors_options)
+            return view_cls
+        return decorate
+
+    def table_route(self, table: Any, shard_param: str | None = None, *,
+                    query_param: str | None = None, match_info: str | None = None,
+                    exact_key: Any = None) -> Callable[[F], F]:
+        """Decorator of a view method: answer from the worker that owns the key in ``table``
+        (taken from the URL's ``match_info``, a ``query_param``, or an ``exact_key``)."""
+        from .web.routing import table_route
+
+        return table_route(self, table, shard_param, query_param=query_param,  # type: ignore[return-value]
+                           match_info=match_info, exact_key=exact_key)
+
+    def topic_route(self, topic: Any, shard_param: str | None = None, *,
+                    query_param: str | None = None, match_info: str | None = None,
+                    exact_key: Any = None) -> Callable[[F], F]:
+        """Decorator of a view method: answer from the worker assigned the key's partition."""
+        from .web.routing import topic_route
+
+        return topic_route(self, topic, shard_param, query_param=query_param,  # type: ignore[return-value]
+                           match_info=match_info, exact_key=exact_key)
 
     def require_copartitioned(self, *sources: Any) -> None:
         """Check at start-up that these topics/tables have the same partition count."""

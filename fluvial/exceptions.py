@@ -124,3 +124,7 @@ class RouterError(FluvialError, LookupError):
 
 class GroupRebalancing(TransportError):
     """The consumer group is between two generations: its assignment is not settled."""
+
+
+class SameNode(FluvialError):
+    """``app.router.route_req``: the key is held by this worker, so serve it here."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .exceptions import RouterError
+from .exceptions import RouterError, SameNode
 from .tables.standby import standby_placement
 from .transport.partitioner import partition_for_key
 
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from .app import App
     from .channels import Topic
     from .runtime.membership import GroupView
+    from .web import Request, Response, Web
 
 __all__ = ["Router"]
 
@@ -76,6 +77,48 @@ class Router:
                 return worker.url
         raise RouterError(f"No worker of group {self.app.conf.id!r} is known to hold {what} "
                           "(the group is rebalancing, or the worker does not run yet)")
+
+    # -- requests (``@app.table_route``) ---------------------------------------------------
+
+    async def route_req(self, table_name: str, key: Any, web: Web, request: Request
+                        ) -> Response:
+        """Forward ``request`` to the worker owning ``key`` of the table.
+
+        Raises :class:`~fluvial.exceptions.SameNode` when this worker owns it
+        (serve it here), a 503 ``ServiceUnavailable`` while the owner is
+        unknown, unreachable or still restoring the partition.
+        """
+        from .web.exceptions import NotFound
+        from .web.routing import unavailable
+
+        if table_name not in self.app.tables:
+            raise NotFound("Unknown table", table=table_name)
+        what = f"Key {key!r} of table {table_name!r}"
+        try:
+            owner = self.key_store(table_name, key)
+        except RouterError as exc:
+            raise unavailable(str(exc)) from exc
+        if owner == self.app.conf.canonical_url:
+            table = self.app.tables[table_name]
+            encoded = table.encode_key(key)
+            assert encoded is not None  # key_store refused a None key
+            partition = partition_for_key(encoded, table.partitions)
+            if partition in self.app.tables.recovering:
+                raise unavailable(f"{what}: partition {partition} is still being restored")
+            raise SameNode(what)
+        return await web.forwarder.route(owner, what, request)
+
+    async def route_topic_req(self, topic: Topic[Any], key: Any, web: Web, request: Request
+                              ) -> Response:
+        """Forward ``request`` to the worker assigned ``key``'s partition of ``topic``."""
+        from .web.routing import unavailable
+
+        what = f"Key {key!r} of topic {topic.get_topic_name()!r}"
+        try:
+            owner = self.external_topic_key_store(topic, key)
+        except RouterError as exc:
+            raise unavailable(str(exc)) from exc
+        return await web.forwarder.route(owner, what, request)
 
     # -- metadata -------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 import traceback
+from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING
 
 from .._version import __version__
@@ -81,6 +82,14 @@ def tune_gc() -> None:
 
 
 async def _run(app: App, duration: float | None) -> None:
+    async with AsyncExitStack() as stack:
+        if app.conf.web_enabled:
+            # Bound first: a port in use fails the start before the worker joins its group.
+            await stack.enter_async_context(app.web.serving())
+        await _run_app(app, duration)
+
+
+async def _run_app(app: App, duration: float | None) -> None:
     loop = asyncio.get_running_loop()
     async with app.running():
         tune_gc()

@@ -39,7 +39,8 @@ def spawn(env: dict[str, str], cwd: Path, app_module: str = "tests.app.crash_app
           ) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "fluvial", "-A", app_module, "worker"],
-        cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+        cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT), "FLUVIAL_WEB_ENABLED": "false",
+                      **env},
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
 

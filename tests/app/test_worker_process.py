@@ -10,10 +10,12 @@ import sys
 import uuid
 from pathlib import Path
 
+import httpx
 import pytest
 
 import fluvial as faust
 from fluvial.types import TP
+from tests.web.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -46,10 +48,18 @@ async def test_sigterm_commits_processed_offsets(kafka_url: str, tmp_path: Path)
     suffix = uuid.uuid4().hex[:8]
     app_id, topic_name = f"sigterm-{suffix}", f"sigterm-input-{suffix}"
     output = tmp_path / "out.txt"
+    port = free_port()
     proc = spawn({"FLUVIAL_BROKER": kafka_url, "TEST_APP_ID": app_id,
-                  "TEST_TOPIC": topic_name, "TEST_OUTPUT": str(output), "TEST_FEED": "500"})
+                  "TEST_TOPIC": topic_name, "TEST_OUTPUT": str(output), "TEST_FEED": "500",
+                  "FLUVIAL_WEB_PORT": str(port), "FLUVIAL_WEB_BIND": "127.0.0.1"})
     try:
         await wait_for_lines(output, 500, proc)
+        # The worker serves HTTP by default (web_enabled), from its own event loop.
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            assert (await client.get("/healthz")).json() == {"status": "ok"}
+            info = (await client.get("/")).json()
+            assert info["app"] == app_id and info["running"] is True
+            assert (await client.get("/readyz")).status_code == 200
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
     finally:
@@ -71,6 +81,7 @@ async def test_sigterm_commits_processed_offsets(kafka_url: str, tmp_path: Path)
 def test_crash_exits_non_zero_with_traceback(tmp_path: Path) -> None:
     output = tmp_path / "out.txt"
     proc = spawn({"FLUVIAL_BROKER": f"memory://crash-{uuid.uuid4().hex}",
+                  "FLUVIAL_WEB_ENABLED": "false",
                   "TEST_OUTPUT": str(output), "TEST_FEED": "10", "TEST_CRASH_ON": "3"})
     try:
         _, err = proc.communicate(timeout=60)

@@ -16,6 +16,7 @@ import pytest
 import fluvial
 from fluvial.cli import AppCommand, main_for_app, option
 from fluvial.transport.memory import MemoryBroker
+from tests.web.conftest import free_port
 
 from .conftest import Invoke, new_app
 
@@ -224,9 +225,10 @@ def test_app_module_sees_cli_settings_at_import(invoke: Invoke, tmp_path: Path,
 
 def test_worker_in_process_stops_after_duration(invoke: Invoke, memory_url: str) -> None:
     app = new_app(broker=memory_url)
-    result = invoke("worker", "--duration", "0.2", "--web-port", "7124", app=app)
+    port = free_port()
+    result = invoke("worker", "--duration", "0.2", "--web-port", str(port), app=app)
     assert result.exit_code == 0, result.output
-    assert app.conf.web_port == 7124
+    assert app.conf.web_port == port
 
 
 def test_main_for_app_exits_like_the_command(capsys: pytest.CaptureFixture[str]) -> None:
@@ -248,7 +250,8 @@ def _run(args: list[str], **env: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_worker_subprocess_prints_banner_and_exits_0() -> None:
-    proc = _run(["-m", "fluvial", "-A", "tests.cli.sample_app:app", "worker", "--duration", "2"],
+    proc = _run(["-m", "fluvial", "-A", "tests.cli.sample_app:app", "worker", "--duration", "2",
+                 "--web-bind", "127.0.0.1", "--web-port", str(free_port())],
                 FLUVIAL_BROKER="memory://")
     assert proc.returncode == 0, proc.stderr
     output = proc.stdout + proc.stderr
