@@ -418,6 +418,22 @@ class App:
         finally:
             await stop_app(self)
 
+    @asynccontextmanager
+    async def lifespan(self, asgi_app: Any = None) -> AsyncIterator[None]:
+        """Run the app inside another ASGI service's lifespan (``FastAPI(lifespan=app.lifespan)``).
+
+        The app's agents, tables and timers run in that service's event loop
+        for as long as it serves; mount ``app.web.asgi`` into it to serve the
+        app's views too. The service owns the signals and the HTTP server, so
+        the worker's own web server is not started. Tables default to RocksDB
+        on Kafka, as in a worker.
+        """
+        from .runtime.worker import use_worker_defaults
+
+        use_worker_defaults(self)
+        async with self.running():
+            yield
+
     async def wait_stopped(self) -> None:
         """Wait until ``stop()`` is called or a fatal error happens; re-raise that error."""
         assert self._stopped is not None, "the app is not running"

@@ -17,6 +17,7 @@ from ..settings import ENV_PREFIX
 
 if TYPE_CHECKING:
     from ..app import App
+    from ..settings import Settings
 
 __all__ = ["banner", "run_worker"]
 
@@ -62,12 +63,19 @@ def banner(app: App) -> str:
         f"  transport:  {where}",
         f"  store:      {conf.store}",
         f"  guarantee:  {conf.processing_guarantee}",
+        f"  web:        {_web_line(conf)}",
         f"  agents:     {', '.join(app.agents) or 'none'}",
         f"  tables:     {', '.join(t.name for t in app.tables) or 'none'}",
         f"  python {sys.version.split()[0]}, librdkafka {confluent_kafka.libversion()[0]}, "
         f"msgspec {msgspec.__version__}",
     ]
     return "\n".join(lines)
+
+
+def _web_line(conf: Settings) -> str:
+    if not conf.web_enabled:
+        return "off (web_enabled=False)"
+    return f"http://{conf.web_bind}:{conf.web_port}, advertised as {conf.canonical_url}"
 
 
 def tune_gc() -> None:
