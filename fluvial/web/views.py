@@ -94,8 +94,11 @@ class View:
                              request.method, request.url.path)
             return self.error(500, "Internal server error.")
         if not isinstance(response, Response):
-            raise TypeError(f"View {type(self).__name__} returned {type(response).__name__}, "
-                            "not a response (return self.json(...), web.json(...), ...)")
+            logger.error("View %s (%s %s) returned %s, not a response: return "
+                         "self.json(...), web.json(...), ...", self.view_name or
+                         type(self).__name__, request.method, request.url.path,
+                         type(response).__name__)
+            return self.error(500, "Internal server error.")
         return response
 
     async def on_request_error(self, request: Request, exc: WebError) -> Response:

@@ -43,6 +43,10 @@ def build(name: str, broker_url: str, **settings: Any) -> faust.App:
         async def delete(self, request: web.Request, name: str) -> web.Response:
             raise RuntimeError(f"cannot delete {name}")
 
+    @app.page("/forgot-to-respond/")
+    async def forgot(view: web.View, request: web.Request) -> Any:
+        return {"not": "a response"}
+
     @app.page("/text/")
     async def plain(view: web.View, request: web.Request) -> web.Response:
         return view.text("just text")
@@ -111,6 +115,11 @@ async def test_errors_are_json_and_the_worker_runs_on(
         response = await client.post("/items/x/", content=chunks())
         assert response.status_code == 413
         assert "web_max_request_size" in response.json()["error"]
+
+        with caplog.at_level(logging.ERROR):
+            response = await client.get("/forgot-to-respond/")
+        assert response.status_code == 500
+        assert "returned dict, not a response" in caplog.text
 
         # The server still answers.
         assert (await client.get("/hello/")).status_code == 200
