@@ -18,12 +18,14 @@ from .clock import Clock, SystemClock
 from .exceptions import ImproperlyConfigured, WorkerStopped
 from .router import Router
 from .runtime.conductor import Conductor
+from .runtime.flow_control import FlowControl
 from .runtime.membership import Membership
 from .runtime.scheduling import Scheduler
 from .serializers import Schema
 from .settings import Settings
 from .tables import GlobalTable, SetGlobalTable, SetTable, Table, TableManager
 from .transport import by_url
+from .transport.tuning import client_settings, consumer_settings, producer_settings
 from .types import ConsumerT, ProducerT, RecordMetadata, TransportT
 
 __all__ = ["App"]
@@ -41,6 +43,11 @@ class App:
         self._arguments = settings
         self._conf: Settings | None = None
         self._overrides: dict[str, Any] = {}
+        #: ``app.conf.NAME = value`` assignments, re-applied whenever settings are resolved.
+        self._assigned: dict[str, Any] = {}
+        #: Faust's ``app.flow_control``: the worker fetches only while it is active.
+        self.flow_control = FlowControl()
+        self._discovered = False
         self.clock: Clock = clock or SystemClock()
         self.agents: dict[str, Agent] = {}
         self.topics: list[Channel[Any]] = []
@@ -90,12 +97,37 @@ class App:
         return self._conf
 
     def finalize(self) -> None:
-        """Resolve the settings (command line > ``FLUVIAL_*`` env > ``App()`` > default)."""
-        self._conf = Settings.from_sources(
-            self._id, self._arguments, environ=os.environ, overrides=self._overrides
-        )
-        if not self._conf.reply_to:
-            self._conf = self._conf.replace(reply_to=f"f-reply-{uuid.uuid4()}")
+        """Resolve the settings (see :mod:`fluvial.settings` for the sources' order)."""
+        conf = Settings.from_sources(self._id, self._arguments, environ=os.environ,
+                                     assigned=self._assigned, overrides=self._overrides)
+        if not conf.reply_to:
+            previous = self._conf.reply_to if self._conf is not None else ""
+            reply_to = previous or f"{conf.reply_to_prefix}{uuid.uuid4()}"
+            conf = conf.replace(reply_to=reply_to)
+        if self._conf is None:
+            conf.bind(self._assign_setting)
+            self._conf = conf
+        else:
+            self._conf.update(conf)  # the same object: references to app.conf stay current
+
+    def _assign_setting(self, name: str, value: Any) -> None:
+        """``app.conf.NAME = value``: checked like an ``App()`` argument, refused once started."""
+        if self.started:
+            raise ImproperlyConfigured(
+                f"app.conf.{name} cannot be changed: app {self._id!r} has started. Set it "
+                "before the worker starts (App(...), the environment or the command line).")
+        self.conf.assigned(name, value)  # raises for a bad value, naming the setting
+        missing = object()
+        previous = self._assigned.get(name, missing)
+        self._assigned[name] = value
+        try:
+            self.finalize()
+        except BaseException:
+            if previous is missing:
+                del self._assigned[name]
+            else:
+                self._assigned[name] = previous
+            raise
 
     def override(self, **settings: Any) -> None:
         """Apply command-line settings (before the worker starts)."""
@@ -105,6 +137,18 @@ class App:
         if self._conf is not None:
             self.finalize()
 
+    def discover(self, *extra_modules: str) -> list[str]:
+        """Import the modules ``autodiscover`` names (and ``extra_modules``) so the
+        agents, tables, timers and commands they declare register with this app.
+
+        Returns the names of the modules imported. Runs once per app; the worker
+        calls it at start when ``autodiscover`` is set.
+        """
+        from .discovery import discover_modules, packages_to_scan
+
+        names = [*packages_to_scan(self.conf), *extra_modules]
+        self._discovered = True
+        return discover_modules(names)
     # -- declarations ------------------------------------------------------------
 
     def topic(self, *topics: str, **kwargs: Any) -> Topic[Any]:
@@ -253,8 +297,15 @@ class App:
         if self._transport is None:
             from .auth import credentials_config
 
-            credentials = credentials_config(self.conf.broker_credentials)
-            self._transport = by_url(self.conf.broker, **credentials)
+            conf = self.conf
+            given = conf.broker_credentials
+            if given is None and conf.ssl_context is not None:
+                from .auth import SSLCredentials
+
+                given = SSLCredentials(conf.ssl_context)  # Faust's App(ssl_context=...)
+            credentials = credentials_config(given)
+            self._transport = by_url(conf.broker, **credentials, **client_settings(conf),
+                                     consumer_config=consumer_settings(conf))
         return self._transport
 
     @property
@@ -262,10 +313,7 @@ class App:
         if self._producer is None:
             conf = self.conf
             self._producer = self.transport.create_producer(**{
-                "client.id": conf.broker_client_id,
-                "linger.ms": conf.producer_linger_ms,
-                "acks": conf.producer_acks,
-            })
+                "client.id": conf.broker_client_id, **producer_settings(conf)})
         return self._producer
 
     async def producer_ready(self) -> None:

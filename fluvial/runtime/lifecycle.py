@@ -34,8 +34,11 @@ logger = logging.getLogger(__name__)
 async def start_app(app: App) -> None:
     if app.started:
         return
-    app.started = True
     conf = app.conf
+    if conf.autodiscover and not app._discovered:
+        app.discover()
+    app.started = True
+    app.flow_control.resume()
     await app.producer_ready()
     if conf.exactly_once:
         from .transactions import Transactions
