@@ -41,7 +41,6 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
-from urllib.parse import urlsplit
 
 from .exceptions import ImproperlyConfigured
 
@@ -90,7 +89,9 @@ class _MaskedRepr(str):
 
 
 def _mask_url(url: str) -> str:
-    return re.sub(r"(://[^:/@;,]*):[^@/;,]*@", rf"\1:{MASK}@", url)
+    """``url`` with everything from a user name's ``:`` to the last ``@`` masked
+    (a password may hold any character, ``;`` included: more is hidden, never less)."""
+    return re.sub(r"^((?:[^@]*?://)?[^:;,/@\s]*):.*@", rf"\1:{MASK}@", url, flags=re.S)
 
 
 def reject_url_credentials(url: str) -> None:
@@ -99,22 +100,17 @@ def reject_url_credentials(url: str) -> None:
     Rejected rather than moved into ``broker_credentials`` silently: the URL
     cannot say the mechanism (PLAIN or SCRAM) nor whether TLS is wanted.
     """
-    for part in re.split(r"[;,]", url):
-        part = part.strip()
-        if "://" not in part:
-            part = "kafka://" + part
-        try:
-            netloc = urlsplit(part).netloc
-        except ValueError:
-            continue
-        if "@" in netloc:
-            user = netloc.rpartition("@")[0].partition(":")[0]
-            raise ImproperlyConfigured(
-                f"The broker URL {_mask_url(url)!r} carries credentials: they would be shown "
-                "in logs and banners. Give the URL without them and pass "
-                f"broker_credentials=SASLCredentials(username={user!r}, password=..., "
-                "mechanism='PLAIN' or 'SCRAM-SHA-256'/'SCRAM-SHA-512', ssl_context=... for TLS)."
-            )
+    if "@" not in url:
+        return
+    before, _, hosts = url.rpartition("@")
+    user = before.rpartition("://")[2].partition(":")[0]
+    user = re.split(r"[;,]", user)[-1].strip()
+    raise ImproperlyConfigured(
+        f"The broker URL (hosts {hosts!r}) carries credentials: they would be shown in logs "
+        "and banners. Give the URL without them and pass "
+        f"broker_credentials=SASLCredentials(username={user!r}, password=..., "
+        "mechanism='PLAIN' or 'SCRAM-SHA-256'/'SCRAM-SHA-512', ssl_context=... for TLS)."
+    )
 
 
 class Credentials:
