@@ -335,7 +335,7 @@ class Settings:
     def assigned(self, name: str, value: Any) -> Settings:
         """These settings with ``name`` set to ``value`` (checked as an assignment)."""
         if name in IGNORED:
-            _warn_ignored([name])
+            _warn_ignored(self.name, [name])
             return self.replace(extra={**self.extra, name: value})
         known = _known()
         if name not in known:
@@ -447,7 +447,7 @@ class Settings:
                 unknown.append(name)
                 extra[name] = value
         if ignored:
-            _warn_ignored(ignored)
+            _warn_ignored(id, ignored)
         if unknown:
             logger.warning("Ignoring settings fluvial does not know: %s",
                            ", ".join(sorted(unknown)))
@@ -512,8 +512,14 @@ def _known() -> frozenset[str]:
     return _KNOWN
 
 
-def _warn_ignored(names: Sequence[str]) -> None:
+_WARNED: set[tuple[str, str]] = set()
+
+
+def _warn_ignored(app_id: str, names: Sequence[str]) -> None:
     for name in sorted(names):
+        if (app_id, name) in _WARNED:
+            continue
+        _WARNED.add((app_id, name))
         logger.warning("Setting %s is accepted for Faust compatibility but has no effect: %s",
                        name, IGNORED[name])
 
@@ -546,6 +552,11 @@ def _normalise_broker(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return ";".join(str(v) for v in value)
     return str(value)
+
+
+def _url_text(value: Any) -> Any:
+    """Faust passes URLs as ``yarl.URL`` too; anything else is checked as a string."""
+    return str(value) if hasattr(value, "scheme") and hasattr(value, "host") else value
 
 
 def _normalise_timezone(value: Any) -> Any:
@@ -584,8 +595,8 @@ def _normalise_guarantee(value: Any) -> Any:
 
 _NORMALISE: Mapping[str, Callable[[Any], Any]] = {
     "broker": _normalise_broker,
-    "store": lambda v: v if isinstance(v, str) else str(v),
-    "canonical_url": lambda v: v if isinstance(v, str) else str(v),
+    "store": lambda v: _url_text(v),
+    "canonical_url": lambda v: _url_text(v),
     "datadir": lambda v: str(v) if isinstance(v, Path) else v,
     "tabledir": lambda v: str(v) if isinstance(v, Path) else v,
     "timezone": _normalise_timezone,
