@@ -86,6 +86,7 @@ FAUST_ENV: Mapping[str, str] = {
     "reply_to_prefix": "APP_REPLY_TO_PREFIX",
     "processing_guarantee": "PROCESSING_GUARANTEE",
     "stream_buffer_maxsize": "STREAM_BUFFER_MAXSIZE",
+    "stream_processing_timeout": "STREAM_PROCESSING_TIMEOUT",
     "store": "APP_STORE",
     "table_standby_replicas": "TABLE_STANDBY_REPLICAS",
     "topic_allow_declare": "TOPIC_ALLOW_DECLARE",
@@ -123,7 +124,6 @@ IGNORED: Mapping[str, str] = {
     "stream_publish_on_commit": "not implemented (exactly-once gives atomic publish)",
     "stream_recovery_delay": "not implemented; workers start recovery at once",
     "stream_wait_empty": "a stopping worker always finishes the event each actor holds",
-    "stream_processing_timeout": "not implemented: no warning for a slow event yet",
     "table_cleanup_interval": "windowed tables expire old windows as the stream passes them",
     "table_key_index_size": "no key-index cache; keys are looked up in the store",
     "topic_disable_leader": "no leader-election topic in this build",
@@ -196,6 +196,8 @@ class Settings:
     #: Faust's ``ssl_context``: TLS to the broker when ``broker_credentials`` is not given.
     ssl_context: ssl.SSLContext | None = None
     stream_buffer_maxsize: int = 4096
+    #: Seconds a partition's oldest event may stay unprocessed before an error is logged.
+    stream_processing_timeout: float = 300.0
     consumer_auto_offset_reset: str = "earliest"
     consumer_group_instance_id: str | None = None
     #: Bytes fetched per partition at most (``max.partition.fetch.bytes``); None: 16 MB.
@@ -287,7 +289,8 @@ class Settings:
                 raise ImproperlyConfigured(f"{name} must be >= 1, got {value}")
         for name in ("broker_commit_interval", "broker_request_timeout",
                      "broker_metadata_max_age", "broker_connections_max_idle",
-                     "producer_request_timeout", "reply_expires", "web_forward_timeout"):
+                     "producer_request_timeout", "reply_expires", "web_forward_timeout",
+                     "stream_processing_timeout"):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ImproperlyConfigured(f"{name} must be > 0 seconds, got {value}")

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from ..clock import wait_within
 from ..exceptions import FluvialError, ProducerFenced
 from .membership import group_client_id
+from .watchdog import watch_processing
 
 if TYPE_CHECKING:
     from ..app import App
@@ -76,6 +77,7 @@ async def start_app(app: App) -> None:
         app.add_background_task(app.conductor.run(consumer), "conductor")
         app.add_background_task(app.conductor.run_checkpoints(), "checkpoints")
         app.add_background_task(app.membership.run(), "membership")
+        app.add_background_task(watch_processing(app), "processing-watchdog")
     await app.tables.start_global_tailing()
     app.scheduler.start()
 

@@ -302,6 +302,35 @@ async def test_flow_control_gates_fetching() -> None:
         await eventually(lambda: seen == [1, 2], message="event after resume")
 
 
+async def test_stream_processing_timeout_reports_a_stuck_event(
+        caplog: pytest.LogCaptureFixture) -> None:
+    app = faust.App("stuck", broker=f"memory://stuck-{uuid.uuid4().hex[:6]}",
+                    stream_processing_timeout=0.3)
+    topic = app.topic("stuck-topic", value_type=int, partitions=1)
+    release = asyncio.Event()
+    seen: list[int] = []
+
+    @app.agent(topic)
+    async def slow(stream: faust.Stream[int]) -> None:
+        async for value in stream:
+            seen.append(value)
+            if value == 1:
+                await release.wait()
+
+    async with app.running():
+        await topic.send(value=0)
+        await eventually(lambda: seen == [0], message="first event")
+        await asyncio.sleep(0.6)
+        assert "Stream processing stuck" not in caplog.text  # events that move: no error
+        await topic.send(value=1)
+        await eventually(lambda: "Stream processing stuck" in caplog.text, timeout=5,
+                         message="the stuck-event error")
+        assert "stuck-topic[0]@1" in caplog.text
+        await asyncio.sleep(0.5)  # several more checks
+        assert caplog.text.count("Stream processing stuck") == 1  # once per event
+        release.set()
+
+
 def test_discover_imports_the_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     package = tmp_path / "discproj"
     (package / "tests").mkdir(parents=True)
