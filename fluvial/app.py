@@ -33,6 +33,7 @@ __all__ = ["App"]
 logger = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 
 class App:
@@ -149,11 +150,17 @@ class App:
         names = [*packages_to_scan(self.conf), *extra_modules]
         self._discovered = True
         return discover_modules(names)
+    def _class(self, setting: str, base: type[T]) -> type[T]:
+        """The class to instantiate: Faust's class-override setting, or ``base``."""
+        from .extensions import resolve_class
+
+        return resolve_class(setting, getattr(self.conf, setting), base)
+
     # -- declarations ------------------------------------------------------------
 
     def topic(self, *topics: str, **kwargs: Any) -> Topic[Any]:
         """A Kafka topic (``app.topic('orders', value_type=Order)``)."""
-        topic: Topic[Any] = Topic(self, topics=topics, **kwargs)
+        topic: Topic[Any] = self._class("Topic", Topic)(self, topics=topics, **kwargs)
         self.topics.append(topic)
         return topic
 
@@ -170,9 +177,10 @@ class App:
         """Decorator: an async function (or async generator) over a stream."""
 
         def decorate(fun: Callable[..., Any]) -> Agent:
-            agent = Agent(fun, app=self, channel=channel, name=name, concurrency=concurrency,
-                          sink=sink, isolated_partitions=isolated_partitions,
-                          supervisor_strategy=supervisor_strategy, **kwargs)
+            agent = self._class("Agent", Agent)(
+                fun, app=self, channel=channel, name=name, concurrency=concurrency,
+                sink=sink, isolated_partitions=isolated_partitions,
+                supervisor_strategy=supervisor_strategy, **kwargs)
             if agent.name in self.agents:
                 raise ImproperlyConfigured(f"An agent named {agent.name!r} already exists")
             self.agents[agent.name] = agent
@@ -188,28 +196,34 @@ class App:
         """A sharded table (``app.Table('counts', default=int)``)."""
         if window is not None:
             raise ImproperlyConfigured("Pass windows with table.tumbling()/hopping()")
-        return self.tables.add(Table(self, name=name, default=default, partitions=partitions,
-                                     help=help, **kwargs))
+        table = self._class("Table", Table)(self, name=name, default=default,
+                                            partitions=partitions, help=help, **kwargs)
+        return self.tables.add(table)
 
     def GlobalTable(self, name: str, *, default: Callable[[], Any] | None = None,
                     partitions: int | None = None, help: str | None = None,
                     **kwargs: Any) -> GlobalTable:
-        return self.tables.add(GlobalTable(self, name=name, default=default,  # type: ignore[return-value]
-                                           partitions=partitions, help=help, **kwargs))
+        table = self._class("GlobalTable", GlobalTable)(self, name=name, default=default,
+                                                        partitions=partitions, help=help,
+                                                        **kwargs)
+        return self.tables.add(table)  # type: ignore[return-value]
 
     def SetTable(self, name: str, *, start_manager: bool = False,
                  partitions: int | None = None, help: str | None = None,
                  **kwargs: Any) -> SetTable:
         """A table of sets, changelogged as deltas (``app.SetTable('active_orders')``)."""
-        return self.tables.add(SetTable(self, name=name, start_manager=start_manager,  # type: ignore[return-value]
-                                        partitions=partitions, help=help, **kwargs))
+        table = self._class("SetTable", SetTable)(self, name=name, start_manager=start_manager,
+                                                  partitions=partitions, help=help, **kwargs)
+        return self.tables.add(table)  # type: ignore[return-value]
 
     def SetGlobalTable(self, name: str, *, start_manager: bool = False,
                        partitions: int | None = None, help: str | None = None,
                        **kwargs: Any) -> SetGlobalTable:
         """A set table every worker holds whole."""
-        return self.tables.add(SetGlobalTable(self, name=name, start_manager=start_manager,  # type: ignore[return-value]
-                                              partitions=partitions, help=help, **kwargs))
+        table = self._class("SetGlobalTable", SetGlobalTable)(
+            self, name=name, start_manager=start_manager, partitions=partitions, help=help,
+            **kwargs)
+        return self.tables.add(table)  # type: ignore[return-value]
 
     def task(self, fun: Callable[..., Any] | None = None, *, on_leader: bool = False,
              name: str | None = None) -> Any:

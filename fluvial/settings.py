@@ -136,16 +136,17 @@ IGNORED: Mapping[str, str] = {
     "stream_ack_cancelled_tasks": "deprecated in Faust, without effect there either",
     "stream_ack_exceptions": "deprecated in Faust, without effect there either",
     "ConsumerScheduler": "the fetch loop dispatches librdkafka's batches as they come",
-    "Event": "class override not supported", "Schema": "class override not supported",
-    "Stream": "class override not supported", "Table": "class override not supported",
-    "SetTable": "class override not supported", "GlobalTable": "class override not supported",
-    "SetGlobalTable": "class override not supported",
-    "TableManager": "class override not supported", "Serializers": "class override not supported",
-    "Worker": "class override not supported", "Agent": "class override not supported",
-    "PartitionAssignor": "librdkafka's cooperative-sticky assignor is used",
-    "LeaderAssignor": "class override not supported", "Router": "class override not supported",
-    "Topic": "class override not supported", "HttpClient": "no aiohttp client is provided",
-    "Monitor": "class override not supported",
+    "Event": "class override not supported (events are made on the hot path)",
+    "Schema": "class override not supported; pass schema= to topics",
+    "Stream": "class override not supported (agents make their streams)",
+    "TableManager": "class override not supported",
+    "Serializers": "class override not supported; register codecs instead",
+    "Worker": "class override not supported; the CLI runs the worker",
+    "PartitionAssignor": "librdkafka's range assignor keeps co-partitioning",
+    "LeaderAssignor": "class override not supported",
+    "Router": "class override not supported",
+    "HttpClient": "no aiohttp client is provided",
+    "Monitor": "class override not supported; metrics are served at /metrics",
 }
 
 #: Faust's ``agent_supervisor`` classes (mode's supervisors) and fluvial's strategy for each.
@@ -258,6 +259,13 @@ class Settings:
     loghandlers: Sequence[logging.Handler] = ()
     #: Prefix of Faust's environment variable names (``MYAPP_`` reads ``MYAPP_BROKER_URL``).
     env_prefix: str | None = None
+    #: Faust's class overrides: a subclass of fluvial's class, or 'module:Class'.
+    Agent: Any = None
+    Topic: Any = None
+    Table: Any = None
+    SetTable: Any = None
+    GlobalTable: Any = None
+    SetGlobalTable: Any = None
     extra: Mapping[str, Any] = field(default_factory=dict)
     #: The names some source set (not left at their default).
     given: frozenset[str] = frozenset()

@@ -375,3 +375,26 @@ def test_logging_config_and_handlers() -> None:
         logging.getLogger().removeHandler(handler)
     with pytest.raises(ImproperlyConfigured, match="loghandlers"):
         faust.App("logs2", broker="memory://", loghandlers=["stderr"]).conf  # noqa: B018
+
+
+class CountingTable(faust.Table):
+    """A Table subclass, as Faust apps pass with App(Table=...)."""
+
+
+def test_class_override_settings() -> None:
+    app = faust.App("classes", broker="memory://", Table=CountingTable,
+                    Agent="fluvial.agents:Agent")
+    assert isinstance(app.Table("counts", default=int), CountingTable)
+
+    @app.agent(app.topic("t"))
+    async def process(stream: faust.Stream[object]) -> None:
+        async for _ in stream:
+            pass
+
+    assert isinstance(process, faust.Agent)
+    wrong = faust.App("classes2", broker="memory://", Table=dict)
+    with pytest.raises(ImproperlyConfigured, match="Table=.*subclass of fluvial's Table"):
+        wrong.Table("counts")
+    missing = faust.App("classes3", broker="memory://", Topic="no_such_module:Topic")
+    with pytest.raises(ImproperlyConfigured, match="cannot import 'no_such_module'"):
+        missing.topic("t")
