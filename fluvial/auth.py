@@ -63,6 +63,9 @@ MASK = "***"
 #: librdkafka setting names whose values are secrets.
 _SECRET_KEY = re.compile(r"password|secret|token|\.pem$|jaas|oauthbearer\.config", re.I)
 
+#: librdkafka settings without a dot in their name (callbacks).
+_CALLBACK_KEYS = frozenset({"oauth_cb", "error_cb", "throttle_cb", "stats_cb", "logger"})
+
 #: Seconds a token from a provider without an expiry (not a JWT with ``exp``) is used.
 DEFAULT_TOKEN_LIFETIME_S = 300.0
 
@@ -399,7 +402,15 @@ def credentials_config(credentials: Any) -> dict[str, Any]:
     if isinstance(credentials, ssl.SSLContext):
         return SSLCredentials(credentials).config()
     if isinstance(credentials, Mapping):
-        return {str(k): v for k, v in credentials.items()}
+        config = {str(k): v for k, v in credentials.items()}
+        odd = sorted(k for k in config if "." not in k and k not in _CALLBACK_KEYS)
+        if odd:
+            raise ImproperlyConfigured(
+                f"broker_credentials: {', '.join(map(repr, odd))} are not librdkafka setting "
+                "names (values not shown). Use SASLCredentials(username=..., password=...), "
+                "or librdkafka's names ('sasl.username', 'sasl.password', "
+                "'security.protocol', ...)")
+        return config
     raise ImproperlyConfigured(
         "broker_credentials must be SASLCredentials, SSLCredentials, GSSAPICredentials, "
         "OAuthCredentials, an ssl.SSLContext or a mapping of librdkafka settings, not a "

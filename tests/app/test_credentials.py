@@ -155,6 +155,9 @@ def test_secrets_never_shown() -> None:
     with pytest.raises(ImproperlyConfigured) as refused:
         credentials_config(f"alice:{secret}")
     assert secret not in str(refused.value)
+    with pytest.raises(ImproperlyConfigured, match="'password', 'username'") as refused:
+        credentials_config({"username": "alice", "password": secret})
+    assert secret not in str(refused.value)
 
 
 @pytest.mark.parametrize("url", [

@@ -393,7 +393,7 @@ def test_class_override_settings() -> None:
 
     assert isinstance(process, faust.Agent)
     wrong = faust.App("classes2", broker="memory://", Table=dict)
-    with pytest.raises(ImproperlyConfigured, match="Table=.*subclass of fluvial's Table"):
+    with pytest.raises(ImproperlyConfigured, match=r"Table=.*subclass of fluvial's Table"):
         wrong.Table("counts")
     missing = faust.App("classes3", broker="memory://", Topic="no_such_module:Topic")
     with pytest.raises(ImproperlyConfigured, match="cannot import 'no_such_module'"):
