@@ -84,7 +84,8 @@ class App:
 
     @property
     def conf_id(self) -> str:
-        return self._id
+        """``app.conf.id``: the id, with ``-v{version}`` from version 2 (``id_format``)."""
+        return self.conf.id
 
     @property
     def id(self) -> str:

@@ -17,6 +17,10 @@ Python::
         kafka.kill_node(2)
         kafka.restart_node(2)
 
+Each node listens for PLAINTEXT, SASL_PLAINTEXT (PLAIN, ``SASL_USER``) and
+SASL_SSL (PLAIN and OAUTHBEARER) clients; the SASL_SSL certificate is signed
+by a CA made with openssl at start (``KafkaServer.ca_file``).
+
 A state folder (default ``./.kafka``) records pids and ports, so ``start`` is
 idempotent across processes: a live broker recorded there is reused.  Test
 sessions call :meth:`KafkaServer.acquire` / :meth:`KafkaServer.release`
