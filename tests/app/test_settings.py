@@ -398,3 +398,39 @@ def test_class_override_settings() -> None:
     missing = faust.App("classes3", broker="memory://", Topic="no_such_module:Topic")
     with pytest.raises(ImproperlyConfigured, match="cannot import 'no_such_module'"):
         missing.topic("t")
+
+
+#: faust-streaming's settings (faust/types/settings/settings.py).
+FAUST_SETTINGS = """
+autodiscover datadir tabledir debug env_prefix id_format origin timezone version agent_supervisor
+broker broker_consumer broker_producer broker_api_version broker_check_crcs broker_client_id
+broker_commit_every broker_commit_interval broker_commit_livelock_soft_timeout broker_credentials
+broker_heartbeat_interval broker_max_poll_interval broker_max_poll_records
+broker_rebalance_timeout broker_request_timeout broker_session_timeout broker_metadata_max_age
+broker_connections_max_idle ssl_context consumer_api_version consumer_max_fetch_size
+consumer_auto_offset_reset consumer_group_instance_id key_serializer value_serializer
+logging_config loghandlers producer_acks producer_api_version producer_compression_type
+producer_linger producer_linger_ms producer_max_batch_size producer_max_request_size
+producer_partitioner producer_request_timeout producer_threaded reply_create_topic
+reply_expires reply_to reply_to_prefix processing_guarantee stream_buffer_maxsize
+stream_processing_timeout stream_publish_on_commit stream_recovery_delay stream_wait_empty
+store table_cleanup_interval table_key_index_size table_standby_replicas topic_allow_declare
+topic_disable_leader topic_partitions topic_replication_factor cache canonical_url web
+web_bind web_cors_options web_enabled web_host web_in_thread web_port web_ssl_context
+web_transport worker_redirect_stdouts worker_redirect_stdouts_level Agent ConsumerScheduler
+Event Schema Stream Table SetTable GlobalTable SetGlobalTable TableManager Serializers Worker
+PartitionAssignor LeaderAssignor Router Topic HttpClient Monitor stream_ack_cancelled_tasks
+stream_ack_exceptions url blocking_timeout recovery_consistency_check store_check_exists
+crash_app_on_aerospike_exception aerospike_retries_on_exception
+aerospike_sleep_seconds_between_retries_on_exception
+""".split()
+
+
+def test_every_faust_setting_is_honoured_or_ignored_with_a_reason() -> None:
+    from fluvial.settings import IGNORED
+
+    honoured = {f for f in Settings.__dataclass_fields__} | {"url", "broker_consumer",
+                                                              "broker_producer"}
+    unhandled = [name for name in FAUST_SETTINGS if name not in honoured and name not in IGNORED]
+    assert unhandled == []
+    assert not set(IGNORED) & honoured  # never both
