@@ -423,7 +423,7 @@ PartitionAssignor LeaderAssignor Router Topic HttpClient Monitor stream_ack_canc
 stream_ack_exceptions url blocking_timeout recovery_consistency_check store_check_exists
 crash_app_on_aerospike_exception aerospike_retries_on_exception
 aerospike_sleep_seconds_between_retries_on_exception
-""".split()
+""".split()  # noqa: SIM905 - a word list, as Faust documents them
 
 
 def test_every_faust_setting_is_honoured_or_ignored_with_a_reason() -> None:
