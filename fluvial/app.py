@@ -18,12 +18,14 @@ from .clock import Clock, SystemClock
 from .exceptions import ImproperlyConfigured, WorkerStopped
 from .router import Router
 from .runtime.conductor import Conductor
+from .runtime.flow_control import FlowControl
 from .runtime.membership import Membership
 from .runtime.scheduling import Scheduler
 from .serializers import Schema
 from .settings import Settings
 from .tables import GlobalTable, SetGlobalTable, SetTable, Table, TableManager
 from .transport import by_url
+from .transport.tuning import client_settings, consumer_settings, producer_settings
 from .types import ConsumerT, ProducerT, RecordMetadata, TransportT
 
 if TYPE_CHECKING:
@@ -34,6 +36,7 @@ __all__ = ["App"]
 logger = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 
 class App:
@@ -44,6 +47,11 @@ class App:
         self._arguments = settings
         self._conf: Settings | None = None
         self._overrides: dict[str, Any] = {}
+        #: ``app.conf.NAME = value`` assignments, re-applied whenever settings are resolved.
+        self._assigned: dict[str, Any] = {}
+        #: Faust's ``app.flow_control``: the worker fetches only while it is active.
+        self.flow_control = FlowControl()
+        self._discovered = False
         self.clock: Clock = clock or SystemClock()
         self.agents: dict[str, Agent] = {}
         self.topics: list[Channel[Any]] = []
@@ -80,7 +88,8 @@ class App:
 
     @property
     def conf_id(self) -> str:
-        return self._id
+        """``app.conf.id``: the id, with ``-v{version}`` from version 2 (``id_format``)."""
+        return self.conf.id
 
     @property
     def id(self) -> str:
@@ -94,12 +103,37 @@ class App:
         return self._conf
 
     def finalize(self) -> None:
-        """Resolve the settings (command line > ``FLUVIAL_*`` env > ``App()`` > default)."""
-        self._conf = Settings.from_sources(
-            self._id, self._arguments, environ=os.environ, overrides=self._overrides
-        )
-        if not self._conf.reply_to:
-            self._conf = self._conf.replace(reply_to=f"f-reply-{uuid.uuid4()}")
+        """Resolve the settings (see :mod:`fluvial.settings` for the sources' order)."""
+        conf = Settings.from_sources(self._id, self._arguments, environ=os.environ,
+                                     assigned=self._assigned, overrides=self._overrides)
+        if not conf.reply_to:
+            previous = self._conf.reply_to if self._conf is not None else ""
+            reply_to = previous or f"{conf.reply_to_prefix}{uuid.uuid4()}"
+            conf = conf.replace(reply_to=reply_to)
+        if self._conf is None:
+            conf.bind(self._assign_setting)
+            self._conf = conf
+        else:
+            self._conf.update(conf)  # the same object: references to app.conf stay current
+
+    def _assign_setting(self, name: str, value: Any) -> None:
+        """``app.conf.NAME = value``: checked like an ``App()`` argument, refused once started."""
+        if self.started:
+            raise ImproperlyConfigured(
+                f"app.conf.{name} cannot be changed: app {self._id!r} has started. Set it "
+                "before the worker starts (App(...), the environment or the command line).")
+        self.conf.assigned(name, value)  # raises for a bad value, naming the setting
+        missing = object()
+        previous = self._assigned.get(name, missing)
+        self._assigned[name] = value
+        try:
+            self.finalize()
+        except BaseException:
+            if previous is missing:
+                del self._assigned[name]
+            else:
+                self._assigned[name] = previous
+            raise
 
     def override(self, **settings: Any) -> None:
         """Apply command-line settings (before the worker starts)."""
@@ -109,11 +143,29 @@ class App:
         if self._conf is not None:
             self.finalize()
 
+    def discover(self, *extra_modules: str) -> list[str]:
+        """Import the modules ``autodiscover`` names (and ``extra_modules``) so the
+        agents, tables, timers and commands they declare register with this app.
+
+        Returns the names of the modules imported. Runs once per app; the worker
+        calls it at start when ``autodiscover`` is set.
+        """
+        from .discovery import discover_modules, packages_to_scan
+
+        names = [*packages_to_scan(self.conf), *extra_modules]
+        self._discovered = True
+        return discover_modules(names)
+    def _class(self, setting: str, base: type[T]) -> type[T]:
+        """The class to instantiate: Faust's class-override setting, or ``base``."""
+        from .extensions import resolve_class
+
+        return resolve_class(setting, getattr(self.conf, setting), base)
+
     # -- declarations ------------------------------------------------------------
 
     def topic(self, *topics: str, **kwargs: Any) -> Topic[Any]:
         """A Kafka topic (``app.topic('orders', value_type=Order)``)."""
-        topic: Topic[Any] = Topic(self, topics=topics, **kwargs)
+        topic: Topic[Any] = self._class("Topic", Topic)(self, topics=topics, **kwargs)
         self.topics.append(topic)
         return topic
 
@@ -130,9 +182,10 @@ class App:
         """Decorator: an async function (or async generator) over a stream."""
 
         def decorate(fun: Callable[..., Any]) -> Agent:
-            agent = Agent(fun, app=self, channel=channel, name=name, concurrency=concurrency,
-                          sink=sink, isolated_partitions=isolated_partitions,
-                          supervisor_strategy=supervisor_strategy, **kwargs)
+            agent = self._class("Agent", Agent)(
+                fun, app=self, channel=channel, name=name, concurrency=concurrency,
+                sink=sink, isolated_partitions=isolated_partitions,
+                supervisor_strategy=supervisor_strategy, **kwargs)
             if agent.name in self.agents:
                 raise ImproperlyConfigured(f"An agent named {agent.name!r} already exists")
             self.agents[agent.name] = agent
@@ -148,28 +201,34 @@ class App:
         """A sharded table (``app.Table('counts', default=int)``)."""
         if window is not None:
             raise ImproperlyConfigured("Pass windows with table.tumbling()/hopping()")
-        return self.tables.add(Table(self, name=name, default=default, partitions=partitions,
-                                     help=help, **kwargs))
+        table = self._class("Table", Table)(self, name=name, default=default,
+                                            partitions=partitions, help=help, **kwargs)
+        return self.tables.add(table)
 
     def GlobalTable(self, name: str, *, default: Callable[[], Any] | None = None,
                     partitions: int | None = None, help: str | None = None,
                     **kwargs: Any) -> GlobalTable:
-        return self.tables.add(GlobalTable(self, name=name, default=default,  # type: ignore[return-value]
-                                           partitions=partitions, help=help, **kwargs))
+        table = self._class("GlobalTable", GlobalTable)(self, name=name, default=default,
+                                                        partitions=partitions, help=help,
+                                                        **kwargs)
+        return self.tables.add(table)  # type: ignore[return-value]
 
     def SetTable(self, name: str, *, start_manager: bool = False,
                  partitions: int | None = None, help: str | None = None,
                  **kwargs: Any) -> SetTable:
         """A table of sets, changelogged as deltas (``app.SetTable('active_orders')``)."""
-        return self.tables.add(SetTable(self, name=name, start_manager=start_manager,  # type: ignore[return-value]
-                                        partitions=partitions, help=help, **kwargs))
+        table = self._class("SetTable", SetTable)(self, name=name, start_manager=start_manager,
+                                                  partitions=partitions, help=help, **kwargs)
+        return self.tables.add(table)  # type: ignore[return-value]
 
     def SetGlobalTable(self, name: str, *, start_manager: bool = False,
                        partitions: int | None = None, help: str | None = None,
                        **kwargs: Any) -> SetGlobalTable:
         """A set table every worker holds whole."""
-        return self.tables.add(SetGlobalTable(self, name=name, start_manager=start_manager,  # type: ignore[return-value]
-                                              partitions=partitions, help=help, **kwargs))
+        table = self._class("SetGlobalTable", SetGlobalTable)(
+            self, name=name, start_manager=start_manager, partitions=partitions, help=help,
+            **kwargs)
+        return self.tables.add(table)  # type: ignore[return-value]
 
     def task(self, fun: Callable[..., Any] | None = None, *, on_leader: bool = False,
              name: str | None = None) -> Any:
@@ -306,8 +365,15 @@ class App:
         if self._transport is None:
             from .auth import credentials_config
 
-            credentials = credentials_config(self.conf.broker_credentials)
-            self._transport = by_url(self.conf.broker, **credentials)
+            conf = self.conf
+            given = conf.broker_credentials
+            if given is None and conf.ssl_context is not None:
+                from .auth import SSLCredentials
+
+                given = SSLCredentials(conf.ssl_context)  # Faust's App(ssl_context=...)
+            credentials = credentials_config(given)
+            self._transport = by_url(conf.broker, **credentials, **client_settings(conf),
+                                     consumer_config=consumer_settings(conf))
         return self._transport
 
     @property
@@ -315,10 +381,7 @@ class App:
         if self._producer is None:
             conf = self.conf
             self._producer = self.transport.create_producer(**{
-                "client.id": conf.broker_client_id,
-                "linger.ms": conf.producer_linger_ms,
-                "acks": conf.producer_acks,
-            })
+                "client.id": conf.broker_client_id, **producer_settings(conf)})
         return self._producer
 
     async def producer_ready(self) -> None:

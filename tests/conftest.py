@@ -55,3 +55,28 @@ def kafka_sasl_bootstrap(kafka_bootstrap: str) -> str:
         pytest.skip("the running test broker predates its SASL listener: "
                     "python -m fluvial.testing.kafka_server stop, then rerun")
     return sasl
+
+
+@pytest.fixture(scope="session")
+def kafka_sasl_ssl(kafka_bootstrap: str) -> tuple[str, Path]:
+    """The SASL_SSL listener (PLAIN and OAUTHBEARER) and the PEM file of the CA that
+    signed its certificate.
+
+    With ``KAFKA_BOOTSTRAP_SERVERS``, set ``KAFKA_SASL_SSL_BOOTSTRAP_SERVERS`` and
+    ``KAFKA_SASL_SSL_CAFILE`` for it too (same user and password as the harness's).
+    """
+    external = os.environ.get("KAFKA_SASL_SSL_BOOTSTRAP_SERVERS")
+    if external:
+        cafile = os.environ.get("KAFKA_SASL_SSL_CAFILE")
+        if not cafile:
+            pytest.skip("KAFKA_SASL_SSL_BOOTSTRAP_SERVERS is set without KAFKA_SASL_SSL_CAFILE")
+        return external, Path(cafile)
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        pytest.skip("set KAFKA_SASL_SSL_BOOTSTRAP_SERVERS and KAFKA_SASL_SSL_CAFILE to test "
+                    "SASL_SSL on an external cluster")
+    server = KafkaServer(REPO_ROOT / ".kafka")
+    bootstrap = server.sasl_ssl_bootstrap
+    if bootstrap is None:
+        pytest.skip("the running test broker predates its SASL_SSL listener: "
+                    "python -m fluvial.testing.kafka_server stop, then rerun")
+    return bootstrap, server.ca_file

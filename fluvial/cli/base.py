@@ -106,6 +106,11 @@ class State:
                 os.environ[f"FLUVIAL_{name.upper()}"] = str(value)
             self.app, self.origin = find_app(self.app_path)
             self.app.override(**self.settings)
+            # As Faust's CLI: -A names the app's origin; autodiscover scans from it.
+            if self.app.conf.origin is None:
+                self.app.conf.origin = self.origin
+            if self.app.conf.autodiscover:
+                self.app.discover()
         return self.app
 
     def setup_logging(self) -> None:

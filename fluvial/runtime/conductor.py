@@ -172,6 +172,9 @@ class Conductor:
                     await self._resubscribe()
                 if self._full:
                     await self._wait_for_room()
+                if not self.app.flow_control.is_active():
+                    await self._wait_for_flow()
+                    continue
                 try:
                     messages = await self.consumer.getmany(max_records, 0.2)
                 except ConsumerFailed as exc:
@@ -194,6 +197,19 @@ class Conductor:
         finally:
             self._running = False
             await self.app.tables.stop_recovery()
+
+    async def _wait_for_flow(self) -> None:
+        """``app.flow_control`` is suspended: fetch nothing, keep checkpointing."""
+        try:
+            await wait_within(self.app.flow_control.acquire(), 0.2)
+        except TimeoutError:
+            pass
+        if self._checkpoint_due:
+            self._checkpoint_due = False
+            try:
+                await self.checkpoint()
+            except (ProducerFenced, ConsumerFailed) as exc:
+                await self.rejoin(exc)
 
     async def _resubscribe(self) -> None:
         self._resubscribe_needed = False

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from ..clock import wait_within
 from ..exceptions import FluvialError, ProducerFenced
 from .membership import group_client_id
+from .watchdog import watch_processing
 
 if TYPE_CHECKING:
     from ..app import App
@@ -34,8 +35,11 @@ logger = logging.getLogger(__name__)
 async def start_app(app: App) -> None:
     if app.started:
         return
-    app.started = True
     conf = app.conf
+    if conf.autodiscover and not app._discovered:
+        app.discover()
+    app.started = True
+    app.flow_control.resume()
     await app.producer_ready()
     if conf.exactly_once:
         from .transactions import Transactions
@@ -73,6 +77,7 @@ async def start_app(app: App) -> None:
         app.add_background_task(app.conductor.run(consumer), "conductor")
         app.add_background_task(app.conductor.run_checkpoints(), "checkpoints")
         app.add_background_task(app.membership.run(), "membership")
+        app.add_background_task(watch_processing(app), "processing-watchdog")
     await app.tables.start_global_tailing()
     app.scheduler.start()
 

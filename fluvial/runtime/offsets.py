@@ -46,6 +46,17 @@ class OffsetTracker:
                         offsets[tp] = offset
         return offsets
 
+    def oldest_unprocessed(self) -> dict[TP, Message]:
+        """Per partition, the first message some stream has not acknowledged yet."""
+        heads: dict[TP, Message] = {}
+        for topic, parts in self._parts.items():
+            for partition, queue in parts.items():
+                for message in queue:
+                    if message.refcount > 0:
+                        heads[TP(topic, partition)] = message
+                        break
+        return heads
+
     def unacked_refs(self) -> int:
         """Outstanding stream references of the messages tracked (acked ones count 0)."""
         return sum(m.refcount for parts in self._parts.values() for q in parts.values()

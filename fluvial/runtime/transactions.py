@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from ..exceptions import FluvialError
 from ..settings import Settings
+from ..transport.tuning import producer_settings
 from ..types import TransactionalProducerT
 from .pacing import RejoinPacing
 
@@ -108,7 +109,7 @@ class Transactions:
 def _producer_config(conf: Settings) -> dict[str, Any]:
     return cast("dict[str, Any]", {
         "client.id": conf.broker_client_id,
-        "linger.ms": conf.producer_linger_ms,
+        **producer_settings(conf),
         "acks": "all",
         # A worker that dies mid-transaction leaves it open until its successor
         # starts with the same transactional.id, or until this timeout: meanwhile

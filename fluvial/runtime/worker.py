@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import os
+import logging.config
 import signal
 import sys
 import traceback
@@ -13,7 +13,7 @@ from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING
 
 from .._version import __version__
-from ..settings import ENV_PREFIX
+from ..exceptions import ImproperlyConfigured
 
 if TYPE_CHECKING:
     from ..app import App
@@ -35,15 +35,32 @@ def setup_logging(loglevel: str | int = "info") -> None:
     )
 
 
+def apply_logging_settings(app: App) -> None:
+    """Faust's ``logging_config`` (``dictConfig``, after the worker's own set-up) and
+    ``loghandlers`` (added to the root logger)."""
+    conf = app.conf
+    if conf.logging_config:
+        config = dict(conf.logging_config)
+        config.setdefault("version", 1)
+        # Loggers made before (fluvial's own) stay enabled unless the config says otherwise.
+        config.setdefault("disable_existing_loggers", False)
+        try:
+            logging.config.dictConfig(config)
+        except (ValueError, TypeError, AttributeError, ImportError) as exc:
+            raise ImproperlyConfigured(f"logging_config could not be applied: {exc}") from exc
+    root = logging.getLogger()
+    for handler in conf.loghandlers:
+        if handler not in root.handlers:
+            root.addHandler(handler)
+
+
 def use_worker_defaults(app: App) -> None:
     """A worker on Kafka keeps its tables in RocksDB unless a store was chosen.
 
     On the in-process broker the changelogs die with the process, so a durable
     store would only keep stale state: there the default stays ``memory://``.
     """
-    chosen = ("store" in app._arguments or "store" in app._overrides
-              or f"{ENV_PREFIX}STORE" in os.environ)
-    if not chosen and not app.transport.in_process:
+    if "store" not in app.conf.given and not app.transport.in_process:
         app.override(store="rocksdb://")
 
 
@@ -129,6 +146,7 @@ def run_worker(app: App, *, loglevel: str | int = "info", duration: float | None
     A clean stop returns 0; a crash prints the traceback and returns 1.
     """
     setup_logging(loglevel)
+    apply_logging_settings(app)
     use_worker_defaults(app)
     try:
         asyncio.run(_run(app, duration))

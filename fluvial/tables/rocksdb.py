@@ -49,9 +49,9 @@ class RocksDBStore:
                  decode_key: Decoder, decode_value: Decoder) -> None:
         try:
             from rocksdict import Options, Rdict
-        except ImportError as exc:  # pragma: no cover - rocksdict is an optional extra
-            raise TableError("store='rocksdb://' needs rocksdict: pip install 'fluvial[rocksdb]'"
-                             ) from exc
+        except ImportError as exc:  # pragma: no cover - rocksdict is a dependency
+            raise TableError("store='rocksdb://' needs rocksdict, a dependency of fluvial that "
+                             "is missing here: pip install 'rocksdict>=0.3.20'") from exc
         self.path = path
         self._encode_key = encode_key
         self._encode_value = encode_value

@@ -17,6 +17,10 @@ Python::
         kafka.kill_node(2)
         kafka.restart_node(2)
 
+Each node listens for PLAINTEXT, SASL_PLAINTEXT (PLAIN, ``SASL_USER``) and
+SASL_SSL (PLAIN and OAUTHBEARER) clients; the SASL_SSL certificate is signed
+by a CA made with openssl at start (``KafkaServer.ca_file``).
+
 A state folder (default ``./.kafka``) records pids and ports, so ``start`` is
 idempotent across processes: a live broker recorded there is reused.  Test
 sessions call :meth:`KafkaServer.acquire` / :meth:`KafkaServer.release`
@@ -93,6 +97,9 @@ class NodeInfo:
     pid: int = 0
     #: A SASL_PLAINTEXT listener (PLAIN mechanism, user ``SASL_USER``), 0 if none.
     sasl_port: int = 0
+    #: A SASL_SSL listener (PLAIN and OAUTHBEARER; certificate signed by the
+    #: cluster's own CA, ``KafkaServer.ca_file``), 0 if none.
+    sasl_ssl_port: int = 0
 
 
 def _cache_dir(version: str) -> Path:
@@ -270,6 +277,27 @@ class KafkaServer:
             return None
         return ",".join(f"127.0.0.1:{port}" for port in ports)
 
+    @property
+    def sasl_ssl_bootstrap(self) -> str | None:
+        """``host:port,...`` of the SASL_SSL listeners (None for a broker started before
+        they existed)."""
+        state = self._read_state()
+        if state is None:
+            raise KafkaServerError(f"no Kafka recorded in {self.state_dir}; call start() first")
+        ports = [n.get("sasl_ssl_port", 0) for n in state["nodes"]]
+        if not all(ports):
+            return None
+        return ",".join(f"127.0.0.1:{port}" for port in ports)
+
+    @property
+    def ca_file(self) -> Path:
+        """The PEM file of the CA that signed the SASL_SSL listeners' certificate."""
+        return self._tls_dir / "ca.pem"
+
+    @property
+    def _tls_dir(self) -> Path:
+        return self.state_dir / "tls"
+
     def status(self) -> dict[str, Any] | None:
         """The recorded state with an ``alive`` flag per node, or None if nothing is recorded."""
         state = self._read_state()
@@ -380,9 +408,11 @@ class KafkaServer:
         raise KafkaServerError(f"no node {node_id} in {self.state_dir}")
 
     def _launch(self, jars: Path, pinned: bool) -> dict[str, Any]:
-        ports = _free_ports(3 * self.nodes)
-        infos = [NodeInfo(i + 1, ports[3 * i], ports[3 * i + 1], sasl_port=ports[3 * i + 2])
+        ports = _free_ports(4 * self.nodes)
+        infos = [NodeInfo(i + 1, ports[4 * i], ports[4 * i + 1], sasl_port=ports[4 * i + 2],
+                          sasl_ssl_port=ports[4 * i + 3])
                  for i in range(self.nodes)]
+        make_tls_files(self._tls_dir)
         cluster_id = _cluster_id()
         (self.state_dir / "log4j2.properties").write_text(_LOG4J2)
         for info in infos:
@@ -469,6 +499,7 @@ class KafkaServer:
         for info in infos:
             shutil.rmtree(self._node_dir(info.node_id), ignore_errors=True)
         shutil.rmtree(self.state_dir / "users", ignore_errors=True)
+        shutil.rmtree(self._tls_dir, ignore_errors=True)
         self._state_file.unlink(missing_ok=True)
 
     def _server_properties(self, info: NodeInfo, infos: list[NodeInfo]) -> str:
@@ -481,18 +512,32 @@ class KafkaServer:
             "controller.quorum.voters": voters,
             "listeners": f"PLAINTEXT://127.0.0.1:{info.port},"
                          f"CONTROLLER://127.0.0.1:{info.controller_port},"
-                         f"SASL_PLAINTEXT://127.0.0.1:{info.sasl_port}",
+                         f"SASL_PLAINTEXT://127.0.0.1:{info.sasl_port},"
+                         f"SASL_SSL://127.0.0.1:{info.sasl_ssl_port}",
             "advertised.listeners": f"PLAINTEXT://127.0.0.1:{info.port},"
-                                    f"SASL_PLAINTEXT://127.0.0.1:{info.sasl_port}",
+                                    f"SASL_PLAINTEXT://127.0.0.1:{info.sasl_port},"
+                                    f"SASL_SSL://127.0.0.1:{info.sasl_ssl_port}",
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
             "listener.security.protocol.map":
-                "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT",
+                "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,"
+                "SASL_SSL:SASL_SSL",
             # Clients that must authenticate (tests of broker_credentials).
             "sasl.enabled.mechanisms": "PLAIN",
             "listener.name.sasl_plaintext.plain.sasl.jaas.config":
                 "org.apache.kafka.common.security.plain.PlainLoginModule required "
                 f'user_{SASL_USER}="{SASL_PASSWORD}";',
+            # SASL over TLS, the usual production set-up: a certificate for
+            # 127.0.0.1/localhost signed by a CA made for this cluster.
+            "listener.name.sasl_ssl.ssl.keystore.type": "PEM",
+            "listener.name.sasl_ssl.ssl.keystore.location": self._tls_dir / "server-keystore.pem",
+            "listener.name.sasl_ssl.sasl.enabled.mechanisms": "PLAIN,OAUTHBEARER",
+            "listener.name.sasl_ssl.plain.sasl.jaas.config":
+                "org.apache.kafka.common.security.plain.PlainLoginModule required "
+                f'user_{SASL_USER}="{SASL_PASSWORD}";',
+            # Unsigned JWTs (alg "none"), checked for expiry only: tests of oauth_cb.
+            "listener.name.sasl_ssl.oauthbearer.sasl.jaas.config":
+                "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required;",
             "log.dirs": self._node_dir(info.node_id) / "data",
             # fluvial creates every topic it uses; auto-creation would hide bugs.
             "auto.create.topics.enable": "false",
@@ -566,6 +611,33 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def make_tls_files(folder: Path) -> None:
+    """A CA (``ca.pem``) and a broker certificate for 127.0.0.1/localhost signed by it,
+    with its key, as Kafka's PEM keystore (``server-keystore.pem``); made with openssl."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        raise KafkaServerError("openssl is needed to make the test broker's TLS certificate: "
+                               "apt-get install -y openssl")
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    (folder / "san.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    steps = [
+        ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
+         "-days", "3650", "-subj", "/CN=fluvial test CA"],
+        ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
+         "-subj", "/CN=localhost"],
+        ["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+         "-CAcreateserial", "-out", "server.pem", "-days", "3650", "-extfile", "san.cnf"],
+    ]
+    for step in steps:
+        done = subprocess.run([openssl, *step], cwd=folder, capture_output=True, text=True,
+                              check=False)
+        if done.returncode != 0:
+            raise KafkaServerError(f"openssl {step[0]} failed: {done.stderr[-2000:]}")
+    keystore = (folder / "server.key").read_text() + (folder / "server.pem").read_text()
+    (folder / "server-keystore.pem").write_text(keystore)
 
 
 def _cluster_id() -> str:

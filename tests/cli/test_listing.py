@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -151,3 +152,24 @@ def test_fluvial_error_exits_1_with_its_message(invoke: Invoke) -> None:
     assert result.exit_code == 1
     assert "Unknown broker URL scheme 'bogus'" in result.output
     assert "Traceback" not in result.output
+
+
+def test_autodiscover_from_the_app_option(invoke: Invoke, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """As Faust's CLI: -A sets origin, and autodiscover=True imports the package's modules."""
+    package = tmp_path / "autoproj"
+    package.mkdir()
+    (package / "__init__.py").write_text(
+        "import fluvial as faust\n"
+        "app = faust.App('autoproj', broker='memory://', autodiscover=True)\n")
+    (package / "agents.py").write_text(
+        "from autoproj import app\n"
+        "@app.agent(app.topic('auto-orders'))\n"
+        "async def discovered(stream):\n"
+        "    async for _ in stream:\n"
+        "        pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    result = invoke("-A", "autoproj", "--json", "agents")
+    assert result.exit_code == 0, result.output
+    names = [row["name"] for row in json.loads(result.output)]
+    assert any(name.endswith("discovered") for name in names), names

@@ -9,6 +9,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError
 
+from ...auth import reject_url_credentials
 from ...exceptions import ImproperlyConfigured
 
 __all__ = ["DEFAULT_PORT", "bootstrap_servers", "client_config", "describe_error"]
@@ -46,6 +47,7 @@ RDKAFKA_LOGGER.addFilter(_TransientAtWarning())
 
 def bootstrap_servers(url: str) -> str:
     """Turn ``kafka://h1:9092;kafka://h2,h3`` into librdkafka's ``h1:9092,h2:9092,h3:9092``."""
+    reject_url_credentials(url)
     servers: list[str] = []
     for part in re.split(r"[;,]", url):
         server = part.strip()

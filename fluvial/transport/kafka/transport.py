@@ -56,17 +56,21 @@ class KafkaTransport:
     ``,`` (each may repeat ``kafka://``), the port defaults to 9092. ``config``
     holds extra librdkafka settings with their dotted names (e.g.
     ``**{"security.protocol": "SASL_SSL"}``) given to every client.
+    ``consumer_config`` holds librdkafka settings for consumers only.
     ``connect_timeout_s`` bounds the reachability check in :meth:`start` and
     every metadata request.
     """
 
     in_process = False
 
-    def __init__(self, url: str, *, connect_timeout_s: float = 10.0, **config: Any) -> None:
+    def __init__(self, url: str, *, connect_timeout_s: float = 10.0,
+                 consumer_config: dict[str, Any] | None = None, **config: Any) -> None:
         self.url = url
         self.bootstrap_servers = bootstrap_servers(url)
         self.connect_timeout_s = connect_timeout_s
         self.config: dict[str, Any] = dict(config)
+        #: Extra librdkafka settings for every consumer only (fetch sizes, CRC checks).
+        self.consumer_config: dict[str, Any] = dict(consumer_config or {})
         self._admin: AdminClient | None = None
         self._last_error: KafkaError | None = None
 
@@ -125,6 +129,7 @@ class KafkaTransport:
                 "isolation.level": isolation_level,
             }
         )
+        cfg.update(self.consumer_config)
         cfg.update(config)
         return KafkaConsumer(cfg, group_id=group_id, **named)
 
