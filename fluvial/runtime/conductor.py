@@ -409,6 +409,7 @@ class Conductor:
                                    "partitions' owners will process these events again.", exc)
                     return
                 self.tracker.committed.update(offsets)
+            self.app.tables.report_committed()
 
     def _committable(self) -> dict[TP, int]:
         """The processed offsets to commit, of assigned partitions only.
@@ -487,6 +488,7 @@ class Conductor:
         # transaction's writes are never persisted.
         self.app.tables.persist()
         self.tracker.committed.update(offsets)
+        self.app.tables.report_committed()
         if not final:
             await producer.begin_transaction()
             self._txn_open = True

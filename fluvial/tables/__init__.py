@@ -1,5 +1,6 @@
 """Tables: sharded dictionaries backed by a changelog topic."""
 
+from .changes import TableChange
 from .manager import TableManager
 from .sets import ChangeloggedSet, SetGlobalTable, SetTable
 from .table import GlobalTable, Table
@@ -10,5 +11,6 @@ __all__ = [
     "SetGlobalTable",
     "SetTable",
     "Table",
+    "TableChange",
     "TableManager",
 ]

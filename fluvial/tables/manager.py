@@ -65,6 +65,12 @@ class TableManager:
     def flush_changelogs(self) -> int:
         return sum(table.flush_changelog() for table in self._tables.values())
 
+    def report_committed(self) -> None:
+        """The checkpoint committed: report the changes it flushed to the tables'
+        listeners (see :mod:`.changes`)."""
+        for table in self._tables.values():
+            table.report_committed()
+
     def persist(self) -> None:
         """After a successful producer flush: persist every store with its changelog offset."""
         for table in self._tables.values():

@@ -50,6 +50,7 @@ from ..models import Record
 from ..models.convert import is_model_class
 from ..models.registry import maybe_model
 from ..serializers import Schema
+from .changes import TableChange
 from .table import GlobalTable, Table
 
 if TYPE_CHECKING:
@@ -294,18 +295,27 @@ class SetTable(Table):
 
     def flush_changelog(self) -> int:
         """Send one delta record per changed key; returns how many were sent."""
+        self._flushed_changes = None  # see Table.flush_changelog
         if not self._deltas:
             self._seal_stores()  # see Table.flush_changelog
             return 0
+        changes: list[TableChange] | None = [] if self._change_listeners else None
         producer = self.app.producer
         topic = self.changelog_topic_name
         sent = 0
         pending, self._deltas = self._deltas, {}
         for partition, deltas in pending.items():
             last: Any = None
+            store = self._parts.get(partition) if changes is not None else None
             for key, (plus, minus) in deltas.items():
                 if not plus and not minus:
                     continue  # added and removed again since the last checkpoint
+                if changes is not None:
+                    # A copy: the store's set changes in place after this checkpoint.
+                    members = store.get(key) if store is not None else None
+                    changes.append(TableChange(self, key, frozenset(members), False, partition)
+                                   if members else
+                                   TableChange(self, key, None, True, partition))
                 if len(plus) == 1 and not minus:
                     op, value = OPERATION_ADD, next(iter(plus))
                 elif len(minus) == 1 and not plus:
@@ -318,6 +328,7 @@ class SetTable(Table):
             if last is not None:
                 # Its offset is the changelog position the store persists with.
                 self._last_sent[partition] = last
+        self._flushed_changes = changes
         self._seal_stores()
         return sent
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ..events import _current_event
 from ..exceptions import PartitionNotOwned, TableError
 from ..serializers import Schema
+from .changes import ChangeListener, TableChange, notify
 from .store import PartitionStore, store_for_url
 
 if TYPE_CHECKING:
@@ -101,6 +102,10 @@ class Table(MutableMapping[Any, Any]):
         self._dropped_logged = 0.0
         #: Per partition, the delivery of the last changelog record sent at a checkpoint.
         self._last_sent: dict[int, asyncio.Future[RecordMetadata]] = {}
+        #: See :mod:`.changes`: the listeners, and the changes the last flush sent
+        #: (collected only when someone listens), reported once they are committed.
+        self._change_listeners: tuple[ChangeListener, ...] = ()
+        self._flushed_changes: list[TableChange] | None = None
         self.changelog_topic = changelog_topic or app.topic(
             f"{app.conf.id}-{name}-changelog",
             schema=Schema(
@@ -137,6 +142,28 @@ class Table(MutableMapping[Any, Any]):
         """Decorator: call ``fun`` after the table was restored from its changelog."""
         self._on_recover.append(fun)
         return fun
+
+    # -- committed changes (see :mod:`.changes`) ---------------------------------
+
+    def on_committed_change(self, listener: ChangeListener) -> ChangeListener:
+        """Call ``listener(changes)`` after each checkpoint that committed changes of
+        this table (a list of :class:`~fluvial.tables.changes.TableChange`); usable as a
+        decorator. The listener runs inside the checkpoint: it must not block."""
+        if not callable(listener):
+            raise TypeError(f"Table {self.name!r}: on_committed_change takes a callable "
+                            f"(changes) -> None, not {listener!r}")
+        self._change_listeners = (*self._change_listeners, listener)
+        return listener
+
+    def remove_committed_change_listener(self, listener: ChangeListener) -> None:
+        """Stop calling ``listener`` (added with :meth:`on_committed_change`); no-op if absent."""
+        self._change_listeners = tuple(x for x in self._change_listeners if x is not listener)
+
+    def report_committed(self) -> None:
+        """The checkpoint that last flushed the changelog committed: tell the listeners."""
+        changes, self._flushed_changes = self._flushed_changes, None
+        if changes and self._change_listeners:
+            notify(self._change_listeners, changes)
 
     # -- partitions ------------------------------------------------------------
 
@@ -399,11 +426,14 @@ class Table(MutableMapping[Any, Any]):
 
     def flush_changelog(self) -> int:
         """Send the latest value of every dirty key; returns how many were sent."""
+        # Changes of an earlier flush not reported by now were never committed.
+        self._flushed_changes = None
         if not self._dirty:
             # Still sealed: writes made from now until ``persist`` (while the
             # producer flushes or the transaction commits) are not in the changelog.
             self._seal_stores()
             return 0
+        changes: list[TableChange] | None = [] if self._change_listeners else None
         producer = self.app.producer
         send = producer.send_soon
         topic = self.changelog_topic_name
@@ -417,6 +447,10 @@ class Table(MutableMapping[Any, Any]):
             for i, key in enumerate(keys):
                 value = store.get(key, _MISSING) if store is not None else _MISSING
                 payload = None if value is _MISSING else encode_value(value)
+                if changes is not None:
+                    changes.append(TableChange(self, key, None, True, partition)
+                                   if payload is None
+                                   else TableChange(self, key, value, False, partition))
                 if i == last:
                     # Its offset is the changelog position the store persists with.
                     self._last_sent[partition] = producer.send(
@@ -424,6 +458,7 @@ class Table(MutableMapping[Any, Any]):
                 else:
                     send(topic, encode_key(key), payload, partition=partition)
                 sent += 1
+        self._flushed_changes = changes
         self._seal_stores()
         return sent
 
@@ -456,6 +491,10 @@ class Table(MutableMapping[Any, Any]):
         if self._windowing is not None:
             self._windowing.forget(partition)
         self._last_sent.pop(partition, None)
+        if self._flushed_changes:
+            # Not this worker's to report any more (its checkpoint may not commit).
+            self._flushed_changes = [c for c in self._flushed_changes
+                                     if c.partition != partition]
         if store is not None and close:
             store.close()
 
