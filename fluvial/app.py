@@ -30,6 +30,7 @@ from .types import ConsumerT, ProducerT, RecordMetadata, TransportT
 
 if TYPE_CHECKING:
     from .web import View, Web
+    from .web.sockets import WebSocketHandler
 
 __all__ = ["App"]
 
@@ -301,6 +302,18 @@ class App:
                 view_cls = (base or View).from_handler(handler)
             self.web.add_view(view_cls, path=path, name=name, cors_options=cors_options)
             return view_cls
+        return decorate
+
+    def websocket(self, path: str, *, name: str | None = None
+                  ) -> Callable[[WebSocketHandler], WebSocketHandler]:
+        """Decorator: serve a websocket at ``path`` with ``async def handler(web, ws,
+        **match_info)``, ``ws`` a Starlette ``WebSocket`` the handler accepts itself."""
+        from .web.sockets import websocket_endpoint
+
+        def decorate(handler: WebSocketHandler) -> WebSocketHandler:
+            self.web.add_websocket_route(path, websocket_endpoint(self.web, handler),
+                                         name=name)
+            return handler
         return decorate
 
     def table_route(self, table: Any, shard_param: str | None = None, *,

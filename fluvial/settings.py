@@ -220,6 +220,9 @@ class Settings:
     web_max_request_size: int = 1_048_576
     #: Seconds a request forwarded to the worker owning a key may take (else 503).
     web_forward_timeout: float = 5.0
+    #: Changes a live-feed websocket client may have waiting to be sent; past it (with
+    #: changes of an earlier checkpoint still waiting) it is disconnected as too slow.
+    web_live_queue_size: int = 10_000
     #: The URL other workers reach this one at (``app.router``); default
     #: ``http://{web_host}:{web_port}``. Must differ between the workers of an app.
     canonical_url: str = ""
@@ -291,7 +294,7 @@ class Settings:
         for name in ("topic_partitions", "topic_replication_factor", "stream_buffer_maxsize",
                      "version", "broker_commit_every", "broker_max_poll_records",
                      "consumer_max_fetch_size", "producer_max_request_size",
-                     "producer_max_batch_size"):
+                     "producer_max_batch_size", "web_live_queue_size"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ImproperlyConfigured(f"{name} must be >= 1, got {value}")

@@ -30,6 +30,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ..codecs import json_dumps
 from .exceptions import ParseError, PayloadTooLarge
 from .routing import Forwarder
+from .sockets import LiveFeed
 
 if TYPE_CHECKING:
     from ..app import App
@@ -165,6 +166,8 @@ class Web:
         self.forwarder = Forwarder(app)
         #: The loop the worker runs on, while serving (the server may have its own).
         self.worker_loop: asyncio.AbstractEventLoop | None = None
+        #: The live feed of table changes (``/table/{name}/live/``), see :mod:`.sockets`.
+        self.live = LiveFeed(self)
 
     # -- responses (Faust's Web API) ---------------------------------------------------
 

@@ -6,6 +6,8 @@
 - ``/table/``, ``/table/{table}/``, ``/table/{table}/{key}/`` (with
   ``web_tables_enabled``): the tables, and a key's value, answered by the worker
   that owns the key (forwarded there from any worker).
+- ``/table/{table}/live/`` (with ``web_tables_enabled``), a websocket: the
+  table's committed changes as they happen (see :mod:`.sockets`).
 - ``/healthz``: 200 while the worker's event loop answers (liveness).
 - ``/readyz``: 200 once the worker runs and every table partition assigned to it
   is restored, else 503 saying what it waits for (readiness).
@@ -22,6 +24,7 @@ from starlette.routing import BaseRoute, Route
 from .._version import __version__
 from ..exceptions import RouterError, SameNode
 from .base import Request, Response, Web
+from .sockets import live_route
 from .views import View
 
 if TYPE_CHECKING:
@@ -177,4 +180,6 @@ def builtin_routes(web: Web) -> list[BaseRoute]:
         view = cls(web.app, web)
         view.view_name, view.view_path = name, path
         routes.append(Route(path, view, methods=sorted(view.get_methods()), name=name))
+    if web.app.conf.web_tables_enabled:
+        routes.append(live_route(web))
     return routes
