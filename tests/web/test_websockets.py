@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import httpx
 import pytest
 from starlette.websockets import WebSocket
 from websockets.asyncio.client import ClientConnection, connect
@@ -19,8 +20,10 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 import fluvial as faust
 from fluvial.web import Web
+from tests.test_examples import load
 
 from .conftest import eventually, web_app
+from .test_web_examples import on_memory
 
 
 @asynccontextmanager
@@ -272,3 +275,38 @@ async def test_a_slow_client_is_disconnected_and_the_agent_keeps_going(
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
     assert "too slow" in caplog.text and "web_live_queue_size" in caplog.text
     print(f"{n} events of 8 kB processed in {elapsed:.2f} s with a slow and a fast client")
+
+
+async def test_stopping_the_worker_closes_the_feed(unique: Callable[[str], str]) -> None:
+    """A stop does not wait for the feed's clients: they get 1012 (service restart)."""
+    app, _, _, _ = counting_app(unique("live-stop"), "memory://" + unique("b"), unique("in"))
+    async with serving(app) as base:
+        ws = await ws_connect(f"{base}/table/counts/live/")
+        await eventually(lambda: app.web.live.clients("counts") == 1, message="follower")
+        started = time.monotonic()
+    stopped = time.monotonic() - started
+    with pytest.raises(ConnectionClosed) as closed:
+        await asyncio.wait_for(ws.recv(), 10)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1012
+    assert stopped < 3.0
+    assert app.web.live.clients("counts") == 0
+
+
+# -- the README's example ----------------------------------------------------------------
+
+
+async def test_live_counts_example() -> None:
+    module = load("live_counts")
+    app = on_memory(module)
+    async with serving(app) as base:
+        async with ws_connect(f"{base}/table/clicks_per_page/live/") as feed:
+            # The example's timer clicks every 0.2 s: changes come in.
+            changes = [await recv_json(feed) for _ in range(3)]
+        assert all(c["table"] == "clicks_per_page" and c["key"] in
+                   {"home", "pricing", "docs", "blog"} and c["value"] >= 1 for c in changes)
+        async with ws_connect(f"{base}/shout/") as shout:
+            await shout.send("hello")
+            assert await asyncio.wait_for(shout.recv(), 10) == "HELLO"
+        async with httpx.AsyncClient(base_url="http://" + base.removeprefix("ws://")) as http:
+            page = await http.get("/dashboard/")
+        assert page.status_code == 200 and "/table/clicks_per_page/live/" in page.text
