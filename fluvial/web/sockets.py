@@ -215,7 +215,8 @@ class LiveFeed:
                 if client.loop is here:
                     client.offer(wrapped)
                 else:  # web_in_thread: the client lives in the server's loop
-                    client.loop.call_soon_threadsafe(client.offer, wrapped)
+                    with contextlib.suppress(RuntimeError):  # closed: the server stopped
+                        client.loop.call_soon_threadsafe(client.offer, wrapped)
         return on_changes
 
     async def serve(self, ws: WebSocket) -> None:
