@@ -42,6 +42,7 @@ from ..models import FieldDescriptor
 from .windows import Seconds, Window, WindowRange, want_seconds
 
 if TYPE_CHECKING:
+    from .changes import ChangeListener
     from .table import Table
 
 __all__ = ["WindowSet", "WindowState", "WindowWrapper", "use_window"]
@@ -401,6 +402,14 @@ class WindowWrapper:
     def late_events(self) -> int:
         """How many writes came too late for their (closed) window."""
         return self.state.late_events
+
+    def on_committed_change(self, listener: ChangeListener) -> ChangeListener:
+        """The table's committed changes, one per (key, window): see
+        :meth:`Table.on_committed_change <fluvial.tables.Table.on_committed_change>`."""
+        return self.table.on_committed_change(listener)
+
+    def remove_committed_change_listener(self, listener: ChangeListener) -> None:
+        self.table.remove_committed_change_listener(listener)
 
     # -- time relativity ------------------------------------------------------------
 

@@ -100,19 +100,24 @@ async def test_changes_are_reported_after_their_checkpoint_committed(
 
 async def test_set_table_and_windowed_table_changes() -> None:
     """A set table reports a key's whole set (deleted once empty); a windowed table
-    one change per (key, window), and the deletion of an expired window."""
+    one change per (key, window), and the deletion of an expired window; a session
+    table the deletion of sessions that merge and the merged one."""
     app = faust.App("changes-kinds", topic_partitions=1)
     ops = app.topic("ops", key_type=str, value_type=str, partitions=1)
     views_topic = app.topic("views", key_type=str, value_type=str, partitions=1)
     members = app.SetTable("members", partitions=1)
     views = app.Table("views", default=int, partitions=1).tumbling(10, expires=20)
+    visits_topic = app.topic("visits", key_type=str, value_type=str, partitions=1)
+    visits = app.Table("visits", default=int, partitions=1).session(5, grace=10,
+                                                                    idle_timeout=None)
     reported: list[tuple[str, Any, Any, bool]] = []
 
     def listener(changes: Sequence[TableChange]) -> None:
         reported.extend((c.table.name, c.key, c.value, c.deleted) for c in changes)
 
     members.on_committed_change(listener)
-    views.table.on_committed_change(listener)
+    views.on_committed_change(listener)  # the windowed table's wrapper passes it on
+    visits.on_committed_change(listener)
 
     @app.agent(ops)
     async def apply(stream: faust.Stream[str]) -> None:
@@ -127,6 +132,11 @@ async def test_set_table_and_windowed_table_changes() -> None:
     async def count(stream: faust.Stream[str]) -> None:
         async for page in stream:
             views[page] += 1
+
+    @app.agent(visits_topic)
+    async def sessions(stream: faust.Stream[str]) -> None:
+        async for user in stream:
+            visits[user] += 1
 
     t0 = 1_700_000_000.0
     async with TestDriver(app) as driver:
@@ -151,6 +161,20 @@ async def test_set_table_and_windowed_table_changes() -> None:
         await driver.settle()
         assert sorted(reported) == [("views", ("a", (t0, t0 + 9.9)), None, True),
                                     ("views", ("a", (t0 + 30, t0 + 39.9)), 1, False)]
+        reported.clear()
+
+        # Sessions (gap 5, grace 10): two apart, then an event that bridges them: they merge.
+        for at in (100, 108):
+            await driver.send("visits", key="s", value="s", timestamp=t0 + at)
+        await driver.settle()
+        assert sorted(reported) == [("visits", ("s", (t0 + 100, t0 + 100)), 1, False),
+                                    ("visits", ("s", (t0 + 108, t0 + 108)), 1, False)]
+        reported.clear()
+        await driver.send("visits", key="s", value="s", timestamp=t0 + 104)
+        await driver.settle()
+        assert sorted(reported) == [("visits", ("s", (t0 + 100, t0 + 100)), None, True),
+                                    ("visits", ("s", (t0 + 100, t0 + 108)), 3, False),
+                                    ("visits", ("s", (t0 + 108, t0 + 108)), None, True)]
 
 
 async def test_no_change_of_an_aborted_transaction_is_reported(
