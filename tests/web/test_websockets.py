@@ -19,6 +19,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 import fluvial as faust
+from fluvial.exceptions import ImproperlyConfigured
 from fluvial.web import Web
 from tests.test_examples import load
 
@@ -85,6 +86,8 @@ def test_websocket_handler_must_be_callable() -> None:
     app = faust.App("ws-misuse", broker="memory://")
     with pytest.raises(TypeError, match="websocket handler must be an async function"):
         app.websocket("/x/")("not a function")  # type: ignore[arg-type]
+    with pytest.raises(ImproperlyConfigured, match="web_live_queue_size must be >= 1"):
+        faust.App("ws-misuse", broker="memory://", web_live_queue_size=0).conf  # noqa: B018
 
 
 # -- the live feed -----------------------------------------------------------------------
