@@ -215,8 +215,14 @@ class App:
         self._copartitioned.append(sources)
 
     def is_leader(self) -> bool:
-        """Whether this worker runs ``on_leader`` timers (one worker: always)."""
-        return True
+        """Whether this worker is its group's leader and runs the ``on_leader`` timers.
+
+        As in Faust: the leader is the worker assigned partition 0 of the
+        one-partition topic ``{app_id}-__assignor-__leader``, which every
+        worker subscribes to; the group gives it to exactly one of them.
+        False outside a worker, and during a rebalance that took it away.
+        """
+        return self.conductor.leader
 
     # -- sending -----------------------------------------------------------------
 

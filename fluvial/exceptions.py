@@ -114,6 +114,14 @@ class WorkerStopped(FluvialError):
     """The worker stopped because of an unrecoverable error (see __cause__)."""
 
 
+class SecurityError(FluvialError, RuntimeError):
+    """Protected data (a ``Sensitive`` or ``Personal`` field) used where it may not be."""
+
+
+class AlreadyConfiguredWarning(FluvialError, UserWarning):
+    """A setting changed after the app's configuration was read (a warning, as in Faust)."""
+
+
 # Faust compatibility aliases.
 FaustError = FluvialError
 

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from ..app import App
     from ..channels import Topic
 
-__all__ = ["Conductor"]
+__all__ = ["Conductor", "leader_topic_name"]
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +108,10 @@ class Conductor:
         #: References of revoked partitions' events dropped from the buffers (never acked).
         self._discarded_refs = 0
         self.error: BaseException | None = None
+        #: Whether this worker holds partition 0 of the leader topic (``app.is_leader()``).
+        self.leader = False
+        #: Whether the ``on_leader`` tasks were told this worker leads.
+        self._leading = False
         #: Counters for metrics and the banner.
         self.events_received = 0
         self.decode_errors = 0
@@ -216,8 +220,10 @@ class Conductor:
             if membership == self._membership:
                 await self.on_partitions_lost(lost)
 
-        consumer.subscribe(sorted(self._subs), on_assign=on_assign, on_revoke=on_revoke,
-                           on_lost=on_lost)
+        # The leader topic is always subscribed: the group's range assignor gives
+        # its one partition to exactly one member, the leader (as Faust elects it).
+        names = sorted({*self._subs, leader_topic_name(self.app)})
+        consumer.subscribe(names, on_assign=on_assign, on_revoke=on_revoke, on_lost=on_lost)
 
     async def run_checkpoints(self) -> None:
         """Checkpoint every ``broker_commit_interval`` seconds until cancelled."""
@@ -517,6 +523,9 @@ class Conductor:
     # -- rebalancing ---------------------------------------------------------------
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        revoked = self._leadership(revoked, held=False)
+        if not revoked:
+            return
         logger.info("Partitions revoked: %s", _fmt(revoked))
         # Events still queued for revoked partitions are dropped (the new owner
         # reads them again); events an actor holds are finished first, so that
@@ -557,6 +566,11 @@ class Conductor:
         transaction is aborted; at-least-once: table writes not checkpointed are
         discarded instead of reaching the changelogs after the new owner's).
         """
+        if TP(leader_topic_name(self.app), 0) in lost:
+            self.set_leader(False)
+            lost = lost - {TP(leader_topic_name(self.app), 0)}
+        if not lost:
+            return
         logger.warning(
             "Partitions lost: %s — the group went on without this worker (it did not "
             "heartbeat within broker_session_timeout=%.0f s: frozen, swapped out, or cut "
@@ -595,11 +609,39 @@ class Conductor:
                 return
             await asyncio.sleep(0.005)
 
+    def _leadership(self, tps: set[TP], *, held: bool) -> set[TP]:
+        """Take the leader topic's partition out of ``tps`` and note the leadership.
+
+        A revoke only suspends it (``is_leader()`` is false meanwhile): with
+        Kafka's eager rebalancing every member gives everything up before the
+        new assignment, so the ``on_leader`` tasks stop only once the next
+        assignment goes to another worker.
+        """
+        leader_tp = TP(leader_topic_name(self.app), 0)
+        if held:
+            self.set_leader(leader_tp in tps)
+        elif leader_tp in tps:
+            self.leader = False
+        return tps - {leader_tp}
+
+    def set_leader(self, leader: bool) -> None:
+        """Become (or stop being) the leader: ``on_leader`` tasks start (or stop)."""
+        self.leader = leader
+        if leader == self._leading:
+            return
+        self._leading = leader
+        logger.info("This worker %s the leader of group %r",
+                    "is now" if leader else "is no longer", self.app.conf.id)
+        self.app.scheduler.on_leadership(leader)
+
     async def on_partitions_assigned(self, assigned: set[TP]) -> None:
+        assigned = self._leadership(assigned, held=True)
+        self.app.membership.changed()  # a new generation: who owns what, where
+        if not assigned:
+            return
         logger.info("Partitions assigned: %s", _fmt(assigned))
         membership = self._membership
         self._assignment |= assigned
-        self.app.membership.changed()  # a new generation: who owns what, where
         # Tables behind their changelog are restored in the background; their
         # partitions stay paused until then, the others are processed at once.
         # No await between this and the pause below: the restore task cannot
@@ -662,6 +704,7 @@ class Conductor:
                 buffer.items.clear()
                 buffer.draining = False
             self.tracker = OffsetTracker()
+            self.set_leader(False)
             self._assignment.clear()
             self._recovering.clear()
             self._paused.clear()
@@ -686,6 +729,11 @@ class Conductor:
         logger.info("Tables restored; partitions resumed: %s", _fmt(set(resumed)))
         if resumed and self.consumer is not None:
             self.consumer.resume(resumed)
+
+
+def leader_topic_name(app: App) -> str:
+    """The one-partition topic whose partition 0 makes a worker the leader (Faust's name)."""
+    return f"{app.conf.id}-__assignor-__leader"
 
 
 def _fmt(tps: set[TP]) -> str:

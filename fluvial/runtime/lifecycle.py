@@ -20,10 +20,12 @@ from typing import TYPE_CHECKING, Any
 
 from ..clock import wait_within
 from ..exceptions import FluvialError, ProducerFenced
+from .conductor import leader_topic_name
 from .membership import group_client_id
 
 if TYPE_CHECKING:
     from ..app import App
+    from ..channels import Topic
     from ..types import ConsumerT
 
 __all__ = ["create_group_consumer", "start_app", "stop_app"]
@@ -55,6 +57,9 @@ async def start_app(app: App) -> None:
         getattr(t, "on_decode_error", None) == "dead_letter" for t in app.conductor.topics
     ):
         await app.declare_topics([app.topic(conf.dead_letter_topic_name, internal=True)])
+    leads = any(entry.on_leader for entry in app.scheduler.entries)
+    if app.conductor.topic_names or leads:
+        await app.declare_topics([leader_topic(app)])
     await _check_copartitioned(app)
     services = []
     for cls in app.services:
@@ -67,7 +72,7 @@ async def start_app(app: App) -> None:
             app.add_background_task(run(), f"service:{cls.__name__}")
         services.append(service)
     app.running_services = services
-    if app.conductor.topic_names:
+    if app.conductor.topic_names or leads:
         await app.tables.start_standby()
         consumer = await create_group_consumer(app)
         app.add_background_task(app.conductor.run(consumer), "conductor")
@@ -75,6 +80,13 @@ async def start_app(app: App) -> None:
         app.add_background_task(app.membership.run(), "membership")
     await app.tables.start_global_tailing()
     app.scheduler.start()
+
+
+def leader_topic(app: App) -> Topic[Any]:
+    """Faust's leader topic: one partition, so the group gives it to one worker."""
+    from ..channels import Topic
+
+    return Topic(app, topics=[leader_topic_name(app)], partitions=1, internal=True)
 
 
 async def create_group_consumer(app: App) -> ConsumerT:
@@ -104,6 +116,8 @@ async def create_group_consumer(app: App) -> ConsumerT:
 async def stop_app(app: App) -> None:
     if not app.started:
         return
+    app.scheduler.stop()
+    app.conductor.set_leader(False)
     background = list(app._background)
     for task in background:
         task.cancel()
