@@ -20,7 +20,7 @@ from .router import Router
 from .runtime.conductor import Conductor
 from .runtime.membership import Membership
 from .runtime.scheduling import Scheduler
-from .serializers import Schema
+from .serializers import Registry, Schema
 from .settings import Settings
 from .tables import GlobalTable, SetGlobalTable, SetTable, Table, TableManager
 from .transport import by_url
@@ -40,6 +40,7 @@ class App:
         self._id = id
         self._arguments = settings
         self._conf: Settings | None = None
+        self._serializers: Registry | None = None
         self._overrides: dict[str, Any] = {}
         self.clock: Clock = clock or SystemClock()
         self.agents: dict[str, Agent] = {}
@@ -96,6 +97,15 @@ class App:
         )
         if not self._conf.reply_to:
             self._conf = self._conf.replace(reply_to=f"f-reply-{uuid.uuid4()}")
+
+    @property
+    def serializers(self) -> Registry:
+        """Keys and values to bytes and back by type, with the app's default serializers."""
+        if self._serializers is None:
+            conf = self.conf
+            self._serializers = Registry(key_serializer=conf.key_serializer,
+                                         value_serializer=conf.value_serializer)
+        return self._serializers
 
     def override(self, **settings: Any) -> None:
         """Apply command-line settings (before the worker starts)."""
