@@ -3,25 +3,31 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import inspect
 import logging
 import os
+import sys
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
+import warnings
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
+from . import router as _router_module
 from .agents import Agent
 from .agents.replies import ReplyConsumer
 from .channels import Channel, Topic
 from .clock import Clock, SystemClock
-from .exceptions import ImproperlyConfigured, WorkerStopped
+from .exceptions import AlreadyConfiguredWarning, ImproperlyConfigured, WorkerStopped
 from .router import Router
 from .runtime.conductor import Conductor
 from .runtime.membership import Membership
 from .runtime.scheduling import Scheduler
+from .sensors import Monitor, SensorDelegate
 from .serializers import Registry, Schema
 from .settings import Settings
+from .streams import Stream
 from .tables import GlobalTable, SetGlobalTable, SetTable, Table, TableManager
 from .transport import by_url
 from .types import ConsumerT, ProducerT, RecordMetadata, TransportT
@@ -39,8 +45,14 @@ class App:
     def __init__(self, id: str, *, clock: Clock | None = None, **settings: Any) -> None:
         self._id = id
         self._arguments = settings
+        caller = inspect.currentframe()
+        #: The module that created the app (``discover()`` starts from its package).
+        self._defined_in: str = (caller.f_back.f_globals.get("__name__", "")
+                                 if caller is not None and caller.f_back is not None else "")
         self._conf: Settings | None = None
         self._serializers: Registry | None = None
+        self._config_source: Any = None
+        self._silent_source = False
         self._overrides: dict[str, Any] = {}
         self.clock: Clock = clock or SystemClock()
         self.agents: dict[str, Agent] = {}
@@ -56,6 +68,9 @@ class App:
         #: The app's consumer group as last seen, and where keys live (``app.router``).
         self.membership = Membership(self)
         self.router = Router(self)
+        #: Faust's counters (``app.monitor``) and every sensor told about the worker.
+        self.monitor = Monitor()
+        self.sensors = SensorDelegate(self.monitor)
         self._transport: TransportT | None = None
         self._producer: ProducerT | None = None
         self._producer_started: asyncio.Event | None = None
@@ -91,9 +106,11 @@ class App:
         return self._conf
 
     def finalize(self) -> None:
-        """Resolve the settings (command line > ``FLUVIAL_*`` env > ``App()`` > default)."""
+        """Resolve the settings (command line > ``FLUVIAL_*`` env > ``App()`` >
+        ``config_from_object`` > default)."""
         self._conf = Settings.from_sources(
-            self._id, self._arguments, environ=os.environ, overrides=self._overrides
+            self._id, self._settings_arguments(), environ=os.environ,
+            overrides=self._overrides
         )
         if not self._conf.reply_to:
             self._conf = self._conf.replace(reply_to=f"f-reply-{uuid.uuid4()}")
@@ -106,6 +123,45 @@ class App:
             self._serializers = Registry(key_serializer=conf.key_serializer,
                                          value_serializer=conf.value_serializer)
         return self._serializers
+
+    def config_from_object(self, obj: Any, *, silent: bool = False,
+                           force: bool = False) -> None:
+        """Read settings from a module (or its dotted name), an object or a mapping.
+
+        The setting names found there (``broker``, ``store``... or in upper case)
+        are used; ``App()`` arguments win over them. Called after the settings
+        were read, they are read again (with an ``AlreadyConfiguredWarning``).
+        ``silent=True``: a module that cannot be imported is ignored.
+        """
+        self._config_source = obj
+        self._silent_source = silent
+        if self._conf is not None:
+            warnings.warn(AlreadyConfiguredWarning(
+                f"App {self._id!r} was configured already: reading its settings again"),
+                stacklevel=2)
+        if force or self._conf is not None:
+            self.finalize()
+
+    def _settings_arguments(self) -> dict[str, Any]:
+        """The ``App()`` arguments over the settings of ``config_from_object``."""
+        source = self._config_source
+        if source is None:
+            return dict(self._arguments)
+        from dataclasses import fields
+
+        if isinstance(source, str):
+            try:
+                source = importlib.import_module(source)
+            except ImportError:
+                if self._silent_source:
+                    return dict(self._arguments)
+                raise
+        items = source.items() if isinstance(source, Mapping) else vars(source).items()
+        known = {f.name for f in fields(Settings)}
+        found = {name.lower(): value for name, value in items
+                 if isinstance(name, str) and name.lower() in known
+                 and (name.islower() or name.isupper())}
+        return {**found, **self._arguments}
 
     def override(self, **settings: Any) -> None:
         """Apply command-line settings (before the worker starts)."""
@@ -152,10 +208,12 @@ class App:
               window: Any = None, partitions: int | None = None, help: str | None = None,
               **kwargs: Any) -> Table:
         """A sharded table (``app.Table('counts', default=int)``)."""
+        table = self.tables.add(Table(self, name=name, default=default, partitions=partitions,
+                                      help=help, **kwargs))
         if window is not None:
-            raise ImproperlyConfigured("Pass windows with table.tumbling()/hopping()")
-        return self.tables.add(Table(self, name=name, default=default, partitions=partitions,
-                                     help=help, **kwargs))
+            # As table.using_window(window): the windowed view (table[k].current() ...).
+            return table.using_window(window)  # type: ignore[return-value]
+        return table
 
     def GlobalTable(self, name: str, *, default: Callable[[], Any] | None = None,
                     partitions: int | None = None, help: str | None = None,
@@ -223,6 +281,52 @@ class App:
     def require_copartitioned(self, *sources: Any) -> None:
         """Check at start-up that these topics/tables have the same partition count."""
         self._copartitioned.append(sources)
+
+    def stream(self, channel: Any, **kwargs: Any) -> Stream[Any]:
+        """A stream over a channel, a topic (or its name), or an (async) iterable of values."""
+        if isinstance(channel, str):
+            channel = self.topic(channel)
+        if isinstance(channel, Channel):
+            return channel.stream(**kwargs)
+        if not (hasattr(channel, "__aiter__") or hasattr(channel, "__iter__")):
+            raise ImproperlyConfigured(
+                f"app.stream() takes a channel, a topic name or an iterable, not {channel!r}")
+        source = channel
+        feed: Channel[Any] = self.channel()
+
+        async def forward() -> None:
+            if hasattr(source, "__aiter__"):
+                async for value in source:
+                    await feed.send(value=value)
+            else:
+                for value in source:
+                    await feed.send(value=value)
+
+        return feed.stream(companions=(forward,), **kwargs)
+
+    async def commit(self, topics: Any = None) -> bool:
+        """Commit the offsets of what was processed, now (a checkpoint: table changelogs
+        and sent messages are flushed first). Every processed partition is committed,
+        not only those of ``topics`` (accepted as in Faust). False outside a worker."""
+        if not self.started or self.group_consumer is None:
+            return False
+        await self.conductor.checkpoint()
+        return True
+
+    def discover(self, *extra_modules: str, ignore: Iterable[str] | None = None) -> None:
+        """Import the app's package (the ``origin`` setting, else the package of the
+        module that created the app) and ``extra_modules``, with every module under
+        them, so that their decorators register with this app."""
+        from .discovery import DEFAULT_IGNORE, discover_modules
+
+        origin = getattr(self.conf, "origin", None) or self._origin_package()
+        packages = [p for p in (origin, *extra_modules) if p]
+        discover_modules(packages, ignore=DEFAULT_IGNORE if ignore is None else ignore)
+
+    def _origin_package(self) -> str | None:
+        """The top package of the module that created this app (``None``: ``__main__``)."""
+        package = self._defined_in.split(".")[0]
+        return None if package in ("__main__", "") else package
 
     def is_leader(self) -> bool:
         """Whether this worker is its group's leader and runs the ``on_leader`` timers.
@@ -411,3 +515,8 @@ async def call_with_app(fun: Callable[..., Any], app: App) -> Any:
     return result
 
 
+
+
+# Faust's module path of the router, ``faust.app.router``: this module is not a
+# package, so the name is registered for the module that holds it.
+sys.modules.setdefault(f"{__name__}.router", _router_module)

@@ -110,6 +110,8 @@ class Conductor:
         self.error: BaseException | None = None
         #: Whether this worker holds partition 0 of the leader topic (``app.is_leader()``).
         self.leader = False
+        #: The sensors' state of the rebalance in progress (from its revoke).
+        self._rebalance: dict[Any, Any] | None = None
         #: Whether the ``on_leader`` tasks were told this worker leads.
         self._leading = False
         #: Counters for metrics and the banner.
@@ -390,6 +392,7 @@ class Conductor:
                 ) from None
             self.app.tables.persist()
             if offsets and self.consumer is not None:
+                sensed = self.app.sensors.on_commit_initiated(self.consumer)
                 try:
                     await self.consumer.commit(offsets)
                 except GroupMembershipLost as exc:
@@ -398,6 +401,7 @@ class Conductor:
                     logger.warning("Offsets not committed, the group moved on: %s. The "
                                    "partitions' owners will process these events again.", exc)
                     return
+                self.app.sensors.on_commit_completed(self.consumer, sensed)
                 self.tracker.committed.update(offsets)
 
     def _committable(self) -> dict[TP, int]:
@@ -523,6 +527,7 @@ class Conductor:
     # -- rebalancing ---------------------------------------------------------------
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        self._rebalance = self.app.sensors.on_rebalance_start(self.app)
         revoked = self._leadership(revoked, held=False)
         if not revoked:
             return
@@ -637,6 +642,9 @@ class Conductor:
     async def on_partitions_assigned(self, assigned: set[TP]) -> None:
         assigned = self._leadership(assigned, held=True)
         self.app.membership.changed()  # a new generation: who owns what, where
+        rebalance, self._rebalance = self._rebalance, None
+        self.app.sensors.on_rebalance_end(
+            self.app, rebalance or self.app.sensors.on_rebalance_start(self.app))
         if not assigned:
             return
         logger.info("Partitions assigned: %s", _fmt(assigned))

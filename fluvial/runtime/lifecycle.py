@@ -226,10 +226,12 @@ async def _check_joins(app: App) -> None:
 
 
 def _instantiate(cls: Any, app: App) -> Any:
+    """An instance of a service class: given the app if it takes a positional argument."""
     if not inspect.isclass(cls):
         return cls
-    params = inspect.signature(cls).parameters
-    return cls(app) if params else cls()  # type: ignore[call-arg]
+    params = inspect.signature(cls).parameters.values()
+    takes_app = any(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
+    return cls(app) if takes_app else cls()  # type: ignore[call-arg]
 
 
 async def _maybe_await(value: Any) -> Any:
