@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -79,6 +80,10 @@ class Conductor:
     def __init__(self, app: App) -> None:
         self.app = app
         self._subs: dict[str, list[Subscription]] = {}
+        #: Topics subscribed by regular expression (``app.topic(pattern=...)``), and
+        #: the subscriptions each topic seen so far matched.
+        self._patterns: list[tuple[re.Pattern[str], Subscription]] = []
+        self._matched: dict[str, list[Subscription]] = {}
         self._by_topic_object: dict[int, Subscription] = {}
         self.tracker = OffsetTracker()
         self.consumer: ConsumerT | None = None
@@ -131,6 +136,9 @@ class Conductor:
             sub = self._by_topic_object[id(topic)] = Subscription(topic, self.app)
             for name in topic.topics:
                 self._subs.setdefault(name, []).append(sub)
+            if topic.pattern is not None:
+                self._patterns.append((re.compile(topic.pattern), sub))
+                self._matched.clear()
         sub.buffers.append(buffer)
         buffer.on_drain = self._on_drain
         if self._running:
@@ -138,7 +146,23 @@ class Conductor:
 
     @property
     def topic_names(self) -> set[str]:
-        return set(self._subs)
+        """What the group consumer subscribes: topic names and ``^`` patterns."""
+        return set(self._subs) | {sub.topic.pattern for _, sub in self._patterns
+                                  if sub.topic.pattern is not None}
+
+    def _subscribers(self, topic: str) -> list[Subscription] | None:
+        """The subscriptions reading ``topic``: by name, else by a matching pattern."""
+        subs = self._subs.get(topic)
+        if subs is not None or not self._patterns:
+            return subs
+        matched = self._matched.get(topic)
+        if matched is None:
+            matched = self._matched[topic] = [sub for regex, sub in self._patterns
+                                              if regex.search(topic)]
+            for sub in matched:
+                for buffer in sub.buffers:  # so that back-pressure pauses it too
+                    buffer.topics = buffer.topics | {topic}
+        return matched or None
 
     @property
     def topics(self) -> list[Topic[Any]]:
@@ -224,7 +248,7 @@ class Conductor:
 
         # The leader topic is always subscribed: the group's range assignor gives
         # its one partition to exactly one member, the leader (as Faust elects it).
-        names = sorted({*self._subs, leader_topic_name(self.app)})
+        names = sorted({*self.topic_names, leader_topic_name(self.app)})
         consumer.subscribe(names, on_assign=on_assign, on_revoke=on_revoke, on_lost=on_lost)
 
     async def run_checkpoints(self) -> None:
@@ -252,7 +276,7 @@ class Conductor:
         self.events_received += len(messages)
         tracker = self.tracker
         for topic, batch in by_topic.items():
-            subs = self._subs.get(topic)
+            subs = self._subscribers(topic)
             if not subs:
                 continue  # not ours any more (resubscribed); not tracked, never committed
             receivers = sum(len(sub.buffers) for sub in subs)
@@ -538,14 +562,13 @@ class Conductor:
         dropped: dict[int, int] = {}
         watched: set[TP] = set(revoked)
         discarded = 0
-        for subs in self._subs.values():
-            for sub in subs:
-                for buffer in sub.buffers:
-                    for message in buffer.discard(revoked):
-                        dropped[id(message)] = dropped.get(id(message), 0) + 1
-                        discarded += 1
-                    if not buffer.keeps_actors:
-                        watched -= {tp for tp in revoked if tp.topic in buffer.topics}
+        for sub in self._by_topic_object.values():
+            for buffer in sub.buffers:
+                for message in buffer.discard(revoked):
+                    dropped[id(message)] = dropped.get(id(message), 0) + 1
+                    discarded += 1
+                if not buffer.keeps_actors:
+                    watched -= {tp for tp in revoked if tp.topic in buffer.topics}
         if not self._rejoining:
             await self._finish_in_flight(watched, dropped)
             self._discarded_refs = discarded
@@ -585,10 +608,9 @@ class Conductor:
         if self._fenced is None:
             self._fenced = (TransactionAborted(reason) if self.transactions is not None
                             else ConsumerFailed(reason))
-        for subs in self._subs.values():
-            for sub in subs:
-                for buffer in sub.buffers:
-                    buffer.discard(lost)
+        for sub in self._by_topic_object.values():
+            for buffer in sub.buffers:
+                buffer.discard(lost)
         await self._give_up(lost, clean=False)
 
     async def _give_up(self, tps: set[TP], *, clean: bool) -> None:

@@ -82,6 +82,10 @@ async def start_app(app: App) -> None:
     app.scheduler.start()
 
 
+#: How often a worker subscribed by pattern looks for new matching topics.
+PATTERN_REFRESH_MS = 5000
+
+
 def leader_topic(app: App) -> Topic[Any]:
     """Faust's leader topic: one partition, so the group gives it to one worker."""
     from ..channels import Topic
@@ -97,6 +101,9 @@ async def create_group_consumer(app: App) -> ConsumerT:
         "heartbeat.interval.ms": int(conf.broker_heartbeat_interval * 1000),
         "max.poll.interval.ms": int(conf.broker_max_poll_interval * 1000),
     }
+    if any(t.pattern is not None for t in app.conductor.topics):
+        # Topics created later that match a pattern are found at a metadata refresh.
+        extra["topic.metadata.refresh.interval.ms"] = PATTERN_REFRESH_MS
     if conf.consumer_group_instance_id:
         extra["group.instance.id"] = conf.consumer_group_instance_id
     if conf.exactly_once:
