@@ -40,7 +40,9 @@ async def leader_task() -> None:
 
 @app.timer(0.2)
 async def report() -> None:
-    (OUT / f"leader-{NAME}").write_text("1" if app.is_leader() else "0")
+    # Replaced whole, so that the test never reads a half-written file.
+    (OUT / f"leader-{NAME}.tmp").write_text("1" if app.is_leader() else "0")
+    os.replace(OUT / f"leader-{NAME}.tmp", OUT / f"leader-{NAME}")
 
 
 if __name__ == "__main__":
