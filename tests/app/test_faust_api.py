@@ -174,8 +174,12 @@ async def test_app_stream_of_iterables_and_app_commit(broker_url: str,
         await topic.send(value=2)
         await eventually(lambda: len(processed) == 2)
         await asyncio.sleep(0.05)  # the agent asks for its next event: both processed
+        commits = app.monitor.commits_total
         assert await app.commit()
         assert await committed(app, [TP(topic.get_topic_name(), 0)]) == [2]
+        # The Monitor heard of the commit and of the group's rebalance.
+        assert app.monitor.commits_total >= commits + 1
+        assert app.monitor.rebalances >= 1 and app.monitor.commit_latency
     with pytest.raises(ImproperlyConfigured, match="iterable"):
         app.stream(42)
 
