@@ -164,6 +164,11 @@ async def test_faust_to_fluvial_and_back(kafka_bootstrap: str, tmp_path: Path) -
         run = Run(python, faust_program, env, tmp_path / "faust-1.log")
         got = run.wait_for(expected(sent))
         assert got == expected(sent), run.tail()
+        # No rolling migration: a fluvial worker cannot join the group beside Faust's.
+        env_beside = {**fluvial_env, "MIGRATION_SNAPSHOT": str(tmp_path / "beside.json")}
+        beside = Run(Path(sys.executable), fluvial_program, env_beside, tmp_path / "beside.log")
+        assert beside.proc.wait(120) == 1, beside.tail()
+        assert "Are Faust workers of this app still running?" in beside.tail()
         assert run.stop() == 0, run.tail()
         assert await committed(app, app_id, topic) == len(sent)
 
