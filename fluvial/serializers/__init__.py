@@ -325,5 +325,5 @@ class Schema:
         )
 
 
-from fluvial import codecs  # noqa: E402 - ``faust.serializers.codecs``
+from fluvial.serializers import codecs  # noqa: E402 - Faust's path of fluvial.codecs
 from fluvial.serializers.registry import Registry  # noqa: E402 - needs Schema
