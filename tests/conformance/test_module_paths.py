@@ -6,6 +6,12 @@ import importlib
 
 import pytest
 
+import fluvial
+from fluvial.app.router import Router
+from fluvial.serializers import codecs as faust_codecs
+from fluvial.types import ModelT
+from fluvial.types.enums import ProcessingGuarantee
+
 #: Module path -> names Faust users import from it.
 PATHS = {
     "windows": ["TumblingWindow", "HoppingWindow", "SlidingWindow", "Window"],
@@ -34,12 +40,6 @@ def test_faust_module_path_resolves(path: str) -> None:
 
 
 def test_the_paths_are_the_same_objects() -> None:
-    import fluvial
-    from fluvial.app.router import Router
-    from fluvial.serializers import codecs as faust_codecs
-    from fluvial.types import ModelT
-    from fluvial.types.enums import ProcessingGuarantee
-
     assert Router is fluvial.router.Router
     assert faust_codecs.get_codec is fluvial.codecs.get_codec
     assert ModelT is fluvial.Record
