@@ -5,9 +5,9 @@ from __future__ import annotations
 import importlib
 
 import pytest
+from fluvial.app.router import Router
 
 import fluvial
-from fluvial.app.router import Router
 from fluvial.serializers import codecs as faust_codecs
 from fluvial.types import ModelT
 from fluvial.types.enums import ProcessingGuarantee
