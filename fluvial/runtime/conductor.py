@@ -553,8 +553,6 @@ class Conductor:
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         self._rebalance = self.app.sensors.on_rebalance_start(self.app)
         revoked = self._leadership(revoked, held=False)
-        if not revoked:
-            return
         logger.info("Partitions revoked: %s", _fmt(revoked))
         # Events still queued for revoked partitions are dropped (the new owner
         # reads them again); events an actor holds are finished first, so that
@@ -597,8 +595,6 @@ class Conductor:
         if TP(leader_topic_name(self.app), 0) in lost:
             self.set_leader(False)
             lost = lost - {TP(leader_topic_name(self.app), 0)}
-        if not lost:
-            return
         logger.warning(
             "Partitions lost: %s — the group went on without this worker (it did not "
             "heartbeat within broker_session_timeout=%.0f s: frozen, swapped out, or cut "
@@ -667,8 +663,6 @@ class Conductor:
         rebalance, self._rebalance = self._rebalance, None
         self.app.sensors.on_rebalance_end(
             self.app, rebalance or self.app.sensors.on_rebalance_start(self.app))
-        if not assigned:
-            return
         logger.info("Partitions assigned: %s", _fmt(assigned))
         membership = self._membership
         self._assignment |= assigned
