@@ -142,3 +142,31 @@ async def test_is_leader_on_one_of_two_in_process_workers(unique) -> None:  # ty
         await leader.wait_stopped()
     # (The context exits stopped both: nothing more to check there.)
     del other
+
+
+async def test_on_leader_crontab_and_task_run_on_the_leader(unique) -> None:  # type: ignore[no-untyped-def]
+    """A single worker leads its group: its on_leader crontab fires every minute (virtual
+    clock) and its on_leader task runs once; outside a worker nothing leads."""
+    from fluvial.testing.driver import TestDriver
+
+    app = faust.App(unique("cron-leader"))
+    app.topic("input", partitions=1)
+    fired: list[float] = []
+    tasks: list[bool] = []
+
+    @app.crontab("* * * * *", on_leader=True)
+    async def every_minute() -> None:
+        fired.append(app.clock.time())
+
+    @app.task(on_leader=True)
+    async def once() -> None:
+        tasks.append(True)
+
+    assert not app.is_leader()
+    async with TestDriver(app) as driver:
+        await eventually(lambda: app.is_leader(), 10, "leadership")
+        await driver.advance(180)
+        await driver.settle()
+    assert len(fired) == 3 and all(t % 60 == 0 for t in fired)
+    assert tasks == [True]
+    assert not app.is_leader()
