@@ -24,7 +24,8 @@ SUITE = ROOT.parent / "shared" / "conformance" / "faust-streaming"
 def test_faust_streaming_conformance_suite_passes() -> None:
     if not (SUITE / "tests").is_dir():
         pytest.skip(f"faust-streaming's conformance tests are not at {SUITE}")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+    # Nothing is written beside the suite (it is shared, and read-only in CI).
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": os.pathsep.join(
         [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "tests.conformance.faust_alias",
