@@ -7,9 +7,11 @@ import sys
 from pathlib import Path
 
 # Latest releases of each; each brings its own Kafka client (aiokafka / confluent-kafka).
+# "faust-0.15.3" is the release the migration test (tests/compat) moves apps from.
 REQUIREMENTS: dict[str, list[str]] = {
     "faust": ["faust-streaming"],
     "quix": ["quixstreams"],
+    "faust-0.15.3": ["faust-streaming==0.15.3"],
 }
 
 

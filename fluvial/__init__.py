@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from . import codecs, exceptions, models, serializers
+from . import codecs, exceptions, models, serializers, windows
 from ._version import __version__
 from .agents import Agent
 from .app import App
@@ -16,6 +16,7 @@ from .events import Event, current_event
 from .exceptions import FluvialError
 from .models import FieldDescriptor, Record
 from .serializers import Schema
+from .services import Service
 from .streams import Stream
 from .tables import GlobalTable, SetGlobalTable, SetTable, Table
 from .tables.windows import (
@@ -26,6 +27,15 @@ from .tables.windows import (
     Window,
 )
 from .types import TP, Message, RecordMetadata
+from .worker import Worker
+
+
+def uuid() -> str:
+    """A random UUID as a string (Faust's ``faust.uuid()``)."""
+    import uuid as _uuid
+
+    return str(_uuid.uuid4())
+
 
 __all__ = [
     "TP",
@@ -47,6 +57,7 @@ __all__ = [
     "Schema",
     "SetGlobalTable",
     "SetTable",
+    "Service",
     "SessionWindow",
     "SlidingWindow",
     "Stream",
@@ -56,10 +67,13 @@ __all__ = [
     "TumblingWindow",
     "VirtualClock",
     "Window",
+    "Worker",
     "__version__",
     "codecs",
     "current_event",
     "exceptions",
     "models",
     "serializers",
+    "uuid",
+    "windows",
 ]

@@ -3,26 +3,32 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import inspect
 import logging
 import os
+import sys
 import uuid
+import warnings
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from . import router as _router_module
 from .agents import Agent
 from .agents.replies import ReplyConsumer
 from .channels import Channel, Topic
 from .clock import Clock, SystemClock
-from .exceptions import ImproperlyConfigured, WorkerStopped
+from .exceptions import AlreadyConfiguredWarning, ImproperlyConfigured, WorkerStopped
 from .router import Router
 from .runtime.conductor import Conductor
 from .runtime.flow_control import FlowControl
 from .runtime.membership import Membership
 from .runtime.scheduling import Scheduler
-from .serializers import Schema
+from .sensors import Monitor, SensorDelegate
+from .serializers import Registry, Schema
 from .settings import Settings
+from .streams import Stream
 from .tables import GlobalTable, SetGlobalTable, SetTable, Table, TableManager
 from .transport import by_url
 from .transport.tuning import client_settings, consumer_settings, producer_settings
@@ -46,7 +52,14 @@ class App:
     def __init__(self, id: str, *, clock: Clock | None = None, **settings: Any) -> None:
         self._id = id
         self._arguments = settings
+        caller = inspect.currentframe()
+        #: The module that created the app (``discover()`` starts from its package).
+        self._defined_in: str = (caller.f_back.f_globals.get("__name__", "")
+                                 if caller is not None and caller.f_back is not None else "")
         self._conf: Settings | None = None
+        self._serializers: Registry | None = None
+        self._config_source: Any = None
+        self._silent_source = False
         self._overrides: dict[str, Any] = {}
         #: ``app.conf.NAME = value`` assignments, re-applied whenever settings are resolved.
         self._assigned: dict[str, Any] = {}
@@ -67,6 +80,9 @@ class App:
         #: The app's consumer group as last seen, and where keys live (``app.router``).
         self.membership = Membership(self)
         self.router = Router(self)
+        #: Faust's counters (``app.monitor``) and every sensor told about the worker.
+        self.monitor = Monitor()
+        self.sensors = SensorDelegate(self.monitor)
         self._transport: TransportT | None = None
         self._producer: ProducerT | None = None
         self._producer_started: asyncio.Event | None = None
@@ -105,7 +121,7 @@ class App:
 
     def finalize(self) -> None:
         """Resolve the settings (see :mod:`fluvial.settings` for the sources' order)."""
-        conf = Settings.from_sources(self._id, self._arguments, environ=os.environ,
+        conf = Settings.from_sources(self._id, self._settings_arguments(), environ=os.environ,
                                      assigned=self._assigned, overrides=self._overrides)
         if not conf.reply_to:
             previous = self._conf.reply_to if self._conf is not None else ""
@@ -136,6 +152,54 @@ class App:
                 self._assigned[name] = previous
             raise
 
+    @property
+    def serializers(self) -> Registry:
+        """Keys and values to bytes and back by type, with the app's default serializers."""
+        if self._serializers is None:
+            conf = self.conf
+            self._serializers = Registry(key_serializer=conf.key_serializer,
+                                         value_serializer=conf.value_serializer)
+        return self._serializers
+
+    def config_from_object(self, obj: Any, *, silent: bool = False,
+                           force: bool = False) -> None:
+        """Read settings from a module (or its dotted name), an object or a mapping.
+
+        The setting names found there (``broker``, ``store``... or in upper case)
+        are used; ``App()`` arguments win over them. Called after the settings
+        were read, they are read again (with an ``AlreadyConfiguredWarning``).
+        ``silent=True``: a module that cannot be imported is ignored.
+        """
+        self._config_source = obj
+        self._silent_source = silent
+        if self._conf is not None:
+            warnings.warn(AlreadyConfiguredWarning(
+                f"App {self._id!r} was configured already: reading its settings again"),
+                stacklevel=2)
+        if force or self._conf is not None:
+            self.finalize()
+
+    def _settings_arguments(self) -> dict[str, Any]:
+        """The ``App()`` arguments over the settings of ``config_from_object``."""
+        source = self._config_source
+        if source is None:
+            return dict(self._arguments)
+        from dataclasses import fields
+
+        if isinstance(source, str):
+            try:
+                source = importlib.import_module(source)
+            except ImportError:
+                if self._silent_source:
+                    return dict(self._arguments)
+                raise
+        items = source.items() if isinstance(source, Mapping) else vars(source).items()
+        known = {f.name for f in fields(Settings)}
+        found = {name.lower(): value for name, value in items
+                 if isinstance(name, str) and name.lower() in known
+                 and (name.islower() or name.isupper())}
+        return {**found, **self._arguments}
+
     def override(self, **settings: Any) -> None:
         """Apply command-line settings (before the worker starts)."""
         if self.started:
@@ -148,12 +212,17 @@ class App:
         """Import the modules ``autodiscover`` names (and ``extra_modules``) so the
         agents, tables, timers and commands they declare register with this app.
 
-        Returns the names of the modules imported. Runs once per app; the worker
-        calls it at start when ``autodiscover`` is set.
+        With neither, the app's own package (``origin``, else the package of the
+        module that created the app). Returns the names of the modules imported;
+        the worker calls it at start when ``autodiscover`` is set.
         """
         from .discovery import discover_modules, packages_to_scan
 
         names = [*packages_to_scan(self.conf), *extra_modules]
+        if not names:
+            # Nothing named: the app's own package (origin, else where the app was made).
+            origin = self.conf.origin or self._origin_package()
+            names = [origin] if origin else []
         self._discovered = True
         return discover_modules(names)
     def _class(self, setting: str, base: type[T]) -> type[T]:
@@ -200,11 +269,12 @@ class App:
               window: Any = None, partitions: int | None = None, help: str | None = None,
               **kwargs: Any) -> Table:
         """A sharded table (``app.Table('counts', default=int)``)."""
+        table = self.tables.add(self._class("Table", Table)(
+            self, name=name, default=default, partitions=partitions, help=help, **kwargs))
         if window is not None:
-            raise ImproperlyConfigured("Pass windows with table.tumbling()/hopping()")
-        table = self._class("Table", Table)(self, name=name, default=default,
-                                            partitions=partitions, help=help, **kwargs)
-        return self.tables.add(table)
+            # As table.using_window(window): the windowed view (table[k].current() ...).
+            return table.using_window(window)  # type: ignore[return-value]
+        return table
 
     def GlobalTable(self, name: str, *, default: Callable[[], Any] | None = None,
                     partitions: int | None = None, help: str | None = None,
@@ -339,9 +409,51 @@ class App:
         """Check at start-up that these topics/tables have the same partition count."""
         self._copartitioned.append(sources)
 
-    def is_leader(self) -> bool:
-        """Whether this worker runs ``on_leader`` timers (one worker: always)."""
+    def stream(self, channel: Any, **kwargs: Any) -> Stream[Any]:
+        """A stream over a channel, a topic (or its name), or an (async) iterable of values."""
+        if isinstance(channel, str):
+            channel = self.topic(channel)
+        if isinstance(channel, Channel):
+            return channel.stream(**kwargs)
+        if not (hasattr(channel, "__aiter__") or hasattr(channel, "__iter__")):
+            raise ImproperlyConfigured(
+                f"app.stream() takes a channel, a topic name or an iterable, not {channel!r}")
+        source = channel
+        feed: Channel[Any] = self.channel()
+
+        async def forward() -> None:
+            if hasattr(source, "__aiter__"):
+                async for value in source:
+                    await feed.send(value=value)
+            else:
+                for value in source:
+                    await feed.send(value=value)
+
+        return feed.stream(companions=(forward,), **kwargs)
+
+    async def commit(self, topics: Any = None) -> bool:
+        """Commit the offsets of what was processed, now (a checkpoint: table changelogs
+        and sent messages are flushed first). Every processed partition is committed,
+        not only those of ``topics`` (accepted as in Faust). False outside a worker."""
+        if not self.started or self.group_consumer is None:
+            return False
+        await self.conductor.checkpoint()
         return True
+
+    def _origin_package(self) -> str | None:
+        """The top package of the module that created this app (``None``: ``__main__``)."""
+        package = self._defined_in.split(".")[0]
+        return None if package in ("__main__", "") else package
+
+    def is_leader(self) -> bool:
+        """Whether this worker is its group's leader and runs the ``on_leader`` timers.
+
+        As in Faust: the leader is the worker assigned partition 0 of the
+        one-partition topic ``{app_id}-__assignor-__leader``, which every
+        worker subscribes to; the group gives it to exactly one of them.
+        False outside a worker, and during a rebalance that took it away.
+        """
+        return self.conductor.leader
 
     # -- sending -----------------------------------------------------------------
 
@@ -540,3 +652,8 @@ async def call_with_app(fun: Callable[..., Any], app: App) -> Any:
     return result
 
 
+
+
+# Faust's module path of the router, ``faust.app.router``: this module is not a
+# package, so the name is registered for the module that holds it.
+sys.modules.setdefault(f"{__name__}.router", _router_module)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -163,11 +164,11 @@ class Topic(Channel[T]):
         on_decode_error: str | None = None,
     ) -> None:
         if pattern is not None:
-            raise ImproperlyConfigured(
-                "Topic patterns are not supported yet: list the topic names instead"
-            )
-        if not topics:
-            raise ImproperlyConfigured("A topic needs at least one name")
+            if topics:
+                raise ImproperlyConfigured("Give a topic either names or pattern=, not both")
+            pattern = subscription_pattern(pattern)
+        elif not topics:
+            raise ImproperlyConfigured("A topic needs at least one name (or pattern=)")
         if schema is None:
             schema = Schema(
                 key_type=key_type,
@@ -201,9 +202,12 @@ class Topic(Channel[T]):
 
     @property
     def label(self) -> str:
-        return ",".join(self.topics)
+        return self.pattern or ",".join(self.topics)
 
     def get_topic_name(self) -> str:
+        if self.pattern is not None:
+            raise ImproperlyConfigured(
+                f"Topic pattern {self.pattern!r} names no one topic: send to a topic by name")
         if len(self.topics) != 1:
             raise ImproperlyConfigured(f"Topic {self.label} has several names: send to one of them")
         return self.topics[0]
@@ -414,3 +418,20 @@ def _as_bytes(value: Any) -> bytes:
     if isinstance(value, bytes):
         return value
     return str(value).encode()
+
+
+def subscription_pattern(pattern: str | re.Pattern[str]) -> str:
+    """A regular expression subscription as librdkafka takes it: starting with ``^``.
+
+    Every topic whose name it matches is read, including topics created while
+    the worker runs (found at the next metadata refresh). librdkafka's regular
+    expressions are POSIX-like: keep to ``. * + ? [] () |`` and anchors.
+    """
+    text = pattern.pattern if isinstance(pattern, re.Pattern) else pattern
+    if not isinstance(text, str) or not text:
+        raise ImproperlyConfigured(f"pattern= must be a regular expression, got {pattern!r}")
+    try:
+        re.compile(text)
+    except re.error as exc:
+        raise ImproperlyConfigured(f"pattern={text!r} is not a regular expression: {exc}") from exc
+    return text if text.startswith("^") else f"^{text}"

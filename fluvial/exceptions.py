@@ -81,17 +81,28 @@ class ValueDecodeError(SerializationError):
     """A message value could not be decoded with the topic's value type."""
 
 
-class ValidationError(SerializationError):
-    """A model field failed validation."""
-
-
-class FieldValidationError(ValidationError):
-    """A Record field failed validation; ``field`` is its FieldDescriptor (as in Faust)."""
+class ValidationError(SerializationError, ValueError):
+    """A model field failed validation; ``field`` is its FieldDescriptor (as in Faust)."""
 
     def __init__(self, reason: str, *, field: object = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.field = field
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}: {self.reason!r} field={self.field!r}>"
+
+
+class FieldValidationError(ValidationError):
+    """A Record field failed validation."""
+
+
+class ModelError(FluvialError, RuntimeError):
+    """A model class defined in a way Faust's models forbid (e.g. overriding ``asdict``)."""
+
+
+class AbstractModelError(ModelError, NotImplementedError, TypeError):
+    """An abstract model cannot be instantiated (NotImplementedError as in Faust, and TypeError)."""
 
 
 class ImproperlyConfiguredCodec(ImproperlyConfigured):
@@ -112,6 +123,14 @@ class PartitionNotOwned(TableError):
 
 class WorkerStopped(FluvialError):
     """The worker stopped because of an unrecoverable error (see __cause__)."""
+
+
+class SecurityError(FluvialError, RuntimeError):
+    """Protected data (a ``Sensitive`` or ``Personal`` field) used where it may not be."""
+
+
+class AlreadyConfiguredWarning(FluvialError, UserWarning):
+    """A setting changed after the app's configuration was read (a warning, as in Faust)."""
 
 
 # Faust compatibility aliases.

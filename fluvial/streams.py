@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from .app import App
     from .channels import Channel
 
-__all__ = ["Stream"]
+__all__ = ["Stream", "maybe_forward"]
 
 logger = logging.getLogger(__name__)
 
@@ -270,12 +270,33 @@ class Stream(Generic[T]):
             yield index, event.value
             index += 1
 
-    async def take(self, max_: int, within: float) -> AsyncIterator[list[T]]:
+    def take(self, max_: int, within: float) -> AsyncIterator[list[T]]:
         """Yield lists of up to ``max_`` values, waiting at most ``within`` seconds
         after the first value of a list for the rest of it.
 
         The events of a list are acknowledged when the next list is requested.
         """
+        return self._take(max_, within, _value_of)
+
+    def take_events(self, max_: int, within: float) -> AsyncIterator[list[Event]]:
+        """Like :meth:`take`, with the events (key, value, headers, message)."""
+        return self._take(max_, within, _itself)
+
+    def take_with_timestamp(self, max_: int, within: float,
+                            timestamp_field_name: str) -> AsyncIterator[list[Any]]:
+        """Like :meth:`take`, each value as ``{"value": value, <timestamp_field_name>:
+        the message's timestamp}`` (Faust's shape)."""
+        def pick(event: Event) -> Any:
+            return {"value": event.value, timestamp_field_name: event.message.timestamp}
+        return self._take(max_, within, pick)
+
+    def noack_take(self, max_: int, within: float) -> AsyncIterator[list[T]]:
+        """Like :meth:`take` on a :meth:`noack` stream: acknowledging the events
+        (``event.ack()``) is left to the caller."""
+        return self.noack()._take(max_, within, _value_of)
+
+    async def _take(self, max_: int, within: float,
+                    pick: Callable[[Event], Any]) -> AsyncIterator[list[Any]]:
         if max_ < 1:
             raise ImproperlyConfigured("take(max_) needs max_ >= 1")
         buffer = self.buffer
@@ -287,7 +308,7 @@ class Stream(Generic[T]):
                 if not self._noack:
                     for event in held:
                         event.ack()
-                values: list[T] = []
+                values: list[Any] = []
                 deadline: float | None = None
                 while len(values) < max_:
                     maybe = buffer.get_nowait()
@@ -306,7 +327,7 @@ class Stream(Generic[T]):
                     _current_event.set(event)
                     if self._steps and not await self._apply_steps(event):
                         continue
-                    values.append(event.value)
+                    values.append(pick(event))
                     if deadline is None:
                         deadline = clock.monotonic() + within
                 if values:
@@ -416,6 +437,33 @@ class Stream(Generic[T]):
 
         return self._derive(steps=(*self._steps, ("map", send, False)))
 
+    def combine(self, *nodes: Stream[Any]) -> Stream[Any]:
+        """One stream of the events of this stream and of ``nodes`` (``a & b``), in the
+        order they arrive; each event is acknowledged when the combined stream is done
+        with it."""
+        from .channels import Channel
+
+        merged: Channel[Any] = Channel(self.app)
+        sources = [self, *nodes]
+        combined: list[Stream[Any]] = []
+
+        def forwarder(source: Stream[Any]) -> Callable[[], Awaitable[None]]:
+            async def forward() -> None:
+                buffer = combined[0].buffer
+                # The combined stream acknowledges: the sources hand events on as they are.
+                async for event in source.noack().events():
+                    while buffer.full:
+                        await asyncio.sleep(0.005)
+                    buffer.put(event)
+            return forward
+
+        stream: Stream[Any] = merged.stream(companions=[forwarder(s) for s in sources])
+        combined.append(stream)
+        return stream
+
+    def __and__(self, other: Stream[Any]) -> Stream[Any]:
+        return self.combine(other)
+
     async def send_to(self, channel: Channel[Any], value: Any) -> asyncio.Future[RecordMetadata]:
         return await channel.send(value=value)
 
@@ -444,6 +492,14 @@ class Stream(Generic[T]):
         return join(self, other, "outer", key=key, within=within)
 
 
+def _value_of(event: Event) -> Any:
+    return event.value
+
+
+def _itself(event: Event) -> Event:
+    return event
+
+
 def _is_async(fun: Callable[..., Any]) -> bool:
     return inspect.iscoroutinefunction(fun) or inspect.iscoroutinefunction(
         getattr(fun, "__call__", None)  # noqa: B004
@@ -460,3 +516,12 @@ def _key_function(key: Any) -> Callable[[Any], Any]:
     if callable(key):
         return key  # type: ignore[no-any-return]
     raise ImproperlyConfigured(f"group_by key must be a model field or a function, not {key!r}")
+
+
+async def maybe_forward(value: Any, channel: Channel[Any]) -> Any:
+    """Forward ``value`` to ``channel`` (an event as its original message); return it."""
+    if isinstance(value, Event):
+        await value.forward(channel)
+    else:
+        await channel.send(value=value)
+    return value

@@ -284,6 +284,27 @@ class Agent:
         finally:
             replies.forget(cid)
 
+    async def ask_nowait(self, value: Any = None, *, key: Any = None,
+                         partition: int | None = None, timestamp: float | None = None,
+                         headers: Any = None, reply_to: str | None = None,
+                         correlation_id: str | None = None, force: bool = False
+                         ) -> asyncio.Future[Any]:
+        """Send a value; return a future of the agent's reply, to await later.
+
+        The request is sent when this returns; awaiting the future waits for the
+        reply (cancel it to stop waiting).
+        """
+        replies = self.app.replies
+        cid, fut = await replies.new_request()
+        try:
+            await self.send(key, value, partition, timestamp, headers,
+                            reply_to=reply_to or replies.topic_name, correlation_id=cid)
+        except BaseException:
+            replies.forget(cid)
+            raise
+        fut.add_done_callback(lambda _: replies.forget(cid))
+        return fut
+
     async def map(self, values: AsyncIterable[Any] | Iterable[Any], key: Any = None,
                   reply_to: str | None = None) -> AsyncIterator[Any]:
         """Ask for each value concurrently; yield the replies in order."""

@@ -2,7 +2,8 @@
 
 ``fluvial -A myproj.app:app worker -l info``, ``python myapp.py worker``
 (through ``app.main()``), ``send``, ``agents``, ``topics``, ``tables``,
-``models``, ``model NAME``, ``reset``, and the app's own ``@app.command`` commands.
+``models``, ``model NAME``, ``reset``, ``clean-versions``, ``completion``, and the
+app's own ``@app.command`` commands.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import click
 from .base import FluvialGroup, State, global_options
 from .custom import AppCommand, argument, option
 from .listing import agents, model, models, tables, topics
+from .maintenance import clean_versions, completion
 from .reset import reset
 from .send import send
 from .worker import worker
@@ -38,7 +40,8 @@ def cli(ctx: click.Context, /, **options: object) -> None:
     ctx.ensure_object(State)
 
 
-for _command in (worker, send, agents, topics, tables, models, model, reset):
+for _command in (worker, send, agents, topics, tables, models, model, reset, clean_versions,
+                 completion):
     cli.add_command(_command)
 
 

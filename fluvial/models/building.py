@@ -122,7 +122,12 @@ def setup_fields(cls: type[Record], options: ModelOptions, stop: type) -> bool:
     }
     defaults: dict[str, Any] = {}
     descriptors: dict[str, FieldDescriptor[Any]] = {}
-    for name, tp in types_.items():
+    tags: dict[str, type] = {}
+    for name, tp in list(types_.items()):
+        tag = _tag_of(tp)
+        if tag is not None:
+            tags[name] = tag
+            types_[name] = tp = typing.get_args(tp)[0]
         has_default, default, given = _find_default(cls, name, stop)
         if not has_default and is_optional(tp):
             has_default, default = True, None
@@ -152,7 +157,29 @@ def setup_fields(cls: type[Record], options: ModelOptions, stop: type) -> bool:
         d.input_name for n, d in descriptors.items() if n not in defaults
     )
     options.descriptors = descriptors
+    options.tags = tags
+    for kind in ("secret", "sensitive", "personal"):
+        setattr(options, f"{kind}_fields", frozenset(
+            name for name, tp in types_.items()
+            if (name in tags and getattr(tags[name], f"is_{kind}"))
+            or _holds_tagged(tp, f"{kind}_fields")))
     return not any(isinstance(t, _Unresolved) for t in types_.values())
+
+
+def _tag_of(tp: Any) -> type | None:
+    """The tag class of ``Sensitive[str]``-style annotations (``None``: not tagged)."""
+    from fluvial.models.tags import Tag
+
+    origin = typing.get_origin(tp)
+    return origin if isinstance(origin, type) and issubclass(origin, Tag) else None
+
+
+def _holds_tagged(tp: Any, kind: str) -> bool:
+    """Whether ``tp`` is, or contains (``list[Model]``...), a model with ``kind`` fields."""
+    options = getattr(tp, "_options", None)
+    if isinstance(options, ModelOptions):
+        return bool(getattr(options, kind))
+    return any(_holds_tagged(arg, kind) for arg in typing.get_args(tp))
 
 
 def _default_expr(name: str, default: Any, closures: dict[str, Any]) -> str:
@@ -174,6 +201,10 @@ def _value_expr(
         conv = f"__fl_cv_{name}"
         closures[conv] = descr.to_python
         value = f"{conv}({src})"
+    tag = options.tags.get(name)
+    if tag is not None:
+        closures[f"__fl_tag_{name}"] = tag
+        value = f"__fl_tag_{name}({value}, field={name!r})"
     if name in options.optionalset:
         default = _default_expr(name, options.defaults[name], closures)
         return f"{default} if {src} is None else {value}"
@@ -311,19 +342,25 @@ def make_polymorph(cls: type[Record]) -> Callable[[Any], type[Record] | None]:
 
 def build_asdict(cls: type[Record], options: ModelOptions) -> tuple[Callable[..., Any], ...]:
     """Generate ``asdict(self)`` and ``_representation_shallow(self)`` for ``cls``."""
+    from fluvial.models.tags import untag
+
+    # Tagged values are written plain: the tag protects them in this process only.
     items = "".join(
-        f"{d.output_name!r}: v[{name!r}], "
+        (f"{d.output_name!r}: __fl_untag(v[{name!r}]), " if name in options.tags
+         else f"{d.output_name!r}: v[{name!r}], ")
         for name, d in options.descriptors.items()
         if not d.exclude
     )
     meta = f"{BLESSED_KEY!r}: {{'ns': {options.namespace!r}}}" if options.include_metadata else ""
+    closures = {"__fl_untag": untag}
     asdict = _compile(
-        "asdict", f"def asdict(self):\n    v = self.__dict__\n    return {{{items}}}\n", {}
+        "asdict", f"def asdict(self):\n    v = self.__dict__\n    return {{{items}}}\n",
+        closures,
     )
     rep = _compile(
         "_representation_shallow",
         "def _representation_shallow(self):\n"
         f"    v = self.__dict__\n    return {{{items}{meta}}}\n",
-        {},
+        closures,
     )
     return asdict, rep

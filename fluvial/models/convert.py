@@ -44,6 +44,7 @@ class ConvertOptions(Protocol):
     decimals: bool
     coerce: bool
     date_parser: Callable[[Any], datetime] | None
+    coercions: dict[Any, Callable[[Any], Any]]
 
 
 def parse_datetime(value: Any) -> Any:
@@ -116,6 +117,9 @@ def compile_converter(tp: Any, opts: ConvertOptions) -> Converter | None:
 def _leaf_converter(tp: Any, opts: ConvertOptions) -> Converter | None:
     if not isinstance(tp, type):
         return None
+    custom = opts.coercions.get(tp)
+    if custom is not None:  # the ``coercions={Type: callable}`` class option
+        return lambda v: v if v is None or isinstance(v, tp) else custom(v)
     if issubclass(tp, datetime):
         if opts.date_parser is not None and (opts.isodates or opts.coerce):
             parser = opts.date_parser

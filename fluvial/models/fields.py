@@ -63,6 +63,9 @@ class FieldDescriptor(Generic[T]):
     parent: FieldDescriptor[Any] | None
     coerce: bool
     exclude: bool
+    #: Faust coerces some nested fields on first read; fluvial converts them when
+    #: the record is made, so never lazily (a plain attribute, as Faust's is).
+    lazy_coercion: bool = False
 
     def __init__(
         self,
@@ -139,6 +142,19 @@ class FieldDescriptor(Generic[T]):
             "date_parser": self.date_parser,
             **self.options,
         }
+
+    @property
+    def related_models(self) -> set[type[Record]]:
+        """The model classes this field's type holds (``list[Order]``: ``{Order}``)."""
+        found: set[type[Record]] = set()
+        pending = [self.type]
+        while pending:
+            tp = pending.pop()
+            if is_model_class(tp):
+                found.add(tp)
+            else:
+                pending.extend(get_args(tp))
+        return found
 
     # -- key function ----------------------------------------------------------
 
@@ -219,7 +235,7 @@ class FieldDescriptor(Generic[T]):
         """Yield every validation error for ``value`` (type errors included)."""
         try:
             prepared = self.prepare_value(value, coerce=True)
-        except (TypeError, ValueError, ArithmeticError) as exc:
+        except Exception as exc:  # any failure of a (custom) field is a validation error
             yield self.validation_error(
                 f"{self.field} is not correct type for {self}, got {type(value)!r}: {exc!r}"
             )
@@ -346,10 +362,19 @@ class StringField(_CharField[str]):
 
 
 class BytesField(_CharField[bytes]):
+    """Bytes; a ``str`` is encoded with ``encoding`` (UTF-8) and ``errors`` (strict)."""
+
+    def __init__(self, *, encoding: str = "utf-8", errors: str = "strict",
+                 **kwargs: Any) -> None:
+        super().__init__(encoding=encoding, errors=errors, **kwargs)
+        self.encoding = encoding
+        self.errors = errors
+
     def prepare_value(self, value: Any, *, coerce: bool | None = None) -> Any:
         if not self.should_coerce(value, coerce):
             return value
-        data = value.encode() if isinstance(value, str) else bytes(value)
+        data = (value.encode(self.encoding, self.errors) if isinstance(value, str)
+                else bytes(value))
         return data.strip() if self.trim_whitespace else data
 
 

@@ -41,6 +41,32 @@ class ModelOptions:
         self.optionalset: frozenset[str] = frozenset()
         self.required_fieldset: frozenset[str] = frozenset()
         self.descriptors: Mapping[str, FieldDescriptor[Any]] = {}
+        #: Fields tagged ``Secret``/``Sensitive``/``Personal`` (or holding models
+        #: with such fields), by tag kind, and the tag class of each tagged field.
+        self.secret_fields: frozenset[str] = frozenset()
+        self.sensitive_fields: frozenset[str] = frozenset()
+        self.personal_fields: frozenset[str] = frozenset()
+        self.tags: Mapping[str, type] = {}
+
+    @property
+    def has_secret_fields(self) -> bool:
+        return bool(self.secret_fields)
+
+    @property
+    def has_sensitive_fields(self) -> bool:
+        return bool(self.sensitive_fields)
+
+    @property
+    def has_personal_fields(self) -> bool:
+        return bool(self.personal_fields)
+
+    @property
+    def tagged_fields(self) -> frozenset[str]:
+        return self.secret_fields | self.sensitive_fields | self.personal_fields
+
+    @property
+    def has_tagged_fields(self) -> bool:
+        return bool(self.tagged_fields)
 
     def clone_defaults(self) -> ModelOptions:
         """Copy the class-level settings (not the fields) for a subclass."""
@@ -59,6 +85,10 @@ class ModelOptions:
                     "required_fieldset",
                     "descriptors",
                     "namespace",
+                    "secret_fields",
+                    "sensitive_fields",
+                    "personal_fields",
+                    "tags",
                 }
             }
         )

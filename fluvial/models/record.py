@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import operator
 import sys
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from fluvial.codecs import JSON_CODEC, Codec, CodecArg, get_codec, json_dumps
-from fluvial.exceptions import FieldValidationError
+from fluvial.exceptions import AbstractModelError, FieldValidationError, ModelError
 from fluvial.models import building
 from fluvial.models.options import ModelOptions
 from fluvial.models.registry import BLESSED_KEY, registry
@@ -56,6 +57,11 @@ class Record:
     _fl_key: ClassVar[Any]
     _fl_polymorph: ClassVar[Callable[[Any], Any]]
     _fl_json_decode: ClassVar[Callable[[Any], Any] | None] = None
+    _fl_custom_init: ClassVar[bool] = False
+    #: ``lazy_creation=True``: what ``make_final()`` still has to do (Faust's attribute).
+    _pending_finalizers: ClassVar[list[Callable[[], None]] | None] = None
+    #: The payload key naming a record's model (``{"__faust": {"ns": ...}}``).
+    _blessed_key: ClassVar[str] = BLESSED_KEY
 
     def __init_subclass__(
         cls,
@@ -78,10 +84,14 @@ class Record:
         super().__init_subclass__(**kwargs)
         options = cls._options.clone_defaults()
         custom = cls.__dict__.get("Options")
-        if custom is not None:  # Faust's inner ``class Options:``
+        if custom is not None:  # Faust's inner ``class Options:``, taken off the class
             options.__dict__.update(
                 {k: v for k, v in vars(custom).items() if not k.startswith("__")}
             )
+            del cls.Options  # type: ignore[attr-defined]
+        if "asdict" in cls.__dict__:
+            raise ModelError(f"{cls.__name__} overrides asdict(): override "
+                             "_prepare_dict(self, payload) to change the payload instead")
         given = {
             "serializer": serializer,
             "include_metadata": include_metadata,
@@ -104,6 +114,9 @@ class Record:
         options.namespace = namespace or _canonical_name(cls)
         cls._options = options
         cls._fl_json_decode = None
+        # Field types are resolved when first needed anyway (forward references):
+        # make_final() does it now.
+        cls._pending_finalizers = [cls._resolve_types] if lazy_creation else None
         if abstract:
             cls.__is_abstract__ = True
             return
@@ -114,18 +127,66 @@ class Record:
         cls._fl_key = staticmethod(_tuple_getter(fields))
         registry[options.namespace] = cls
         asdict, representation = building.build_asdict(cls, options)
-        if "asdict" not in cls.__dict__:
-            cls.asdict = asdict  # type: ignore[method-assign]
+        if cls._prepare_dict is not Record._prepare_dict:
+            asdict, representation = _prepared(asdict), _prepared(representation)
+        cls.asdict = asdict  # type: ignore[method-assign]
         cls._representation_shallow = representation  # type: ignore[method-assign]
-        if "__init__" not in cls.__dict__:
-            cls.__init__ = building.build_init(cls, options)  # type: ignore[method-assign]
+        cls._fl_custom_init = "__init__" in cls.__dict__
+        cls._set_init(building.build_init(cls, options))
+
+    @classmethod
+    def _set_init(cls, init: Callable[..., None]) -> None:
+        """The generated ``__init__``; a class with its own calls it as ``_model_init``."""
+        cls._model_init = init  # type: ignore[method-assign]
+        if not cls._fl_custom_init:
+            cls.__init__ = init  # type: ignore[method-assign]
 
     # Replaced per class by the generated __init__ (see building.build_init).
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        raise TypeError(
+        raise AbstractModelError(
             f"{type(self).__name__} is abstract: subclass it with annotated fields to "
             "create instances"
         )
+
+    def _model_init(self, *args: Any, **kwargs: Any) -> None:
+        """Set the fields from the arguments (for an ``__init__`` of your own to call)."""
+        raise AbstractModelError(f"{type(self).__name__} is abstract")
+
+    def _prepare_dict(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """Override to change what ``asdict()`` and serialization produce."""
+        return payload
+
+    @classmethod
+    def make_final(cls) -> None:
+        """Finish a ``lazy_creation=True`` class now (resolve its field types)."""
+        pending, cls._pending_finalizers = cls._pending_finalizers, None
+        for finalize in pending or ():
+            finalize()
+
+    @classmethod
+    def _maybe_namespace(cls, data: Any, *,
+                         preferred_type: type[Any] | None = None) -> type[Record] | None:
+        """The model a payload's ``__faust`` namespace names (Faust's rules).
+
+        With no preferred type (or the model base class) any registered model
+        is taken, and an unknown namespace raises ``KeyError``; otherwise only
+        models with ``allow_blessed_key``/``polymorphic_fields``.
+        """
+        if not isinstance(data, Mapping):
+            return None
+        meta = data.get(BLESSED_KEY)
+        if not isinstance(meta, Mapping) or "ns" not in meta:
+            return None
+        abstract = preferred_type is None or preferred_type is Record
+        model = registry.get(meta["ns"])
+        if model is None:
+            if abstract:
+                raise KeyError(meta["ns"])
+            return None
+        opts = model._options
+        if abstract or opts.allow_blessed_key or opts.polymorphic_fields:
+            return model
+        return None
 
     # -- construction from data --------------------------------------------
 
@@ -135,7 +196,7 @@ class Record:
         if cls._fl_unresolved and not cls.__is_abstract__:
             cls._fl_unresolved = not building.setup_fields(cls, cls._options, Record)
             if not cls._fl_unresolved:
-                cls.__init__ = building.build_init(cls, cls._options)  # type: ignore[method-assign]
+                cls._set_init(building.build_init(cls, cls._options))
                 cls._fl_json_decode = None
 
     @classmethod
@@ -231,6 +292,9 @@ class Record:
         serializer: CodecArg = None,
     ) -> R:
         """Decode bytes; the class's ``serializer`` option wins, as in Faust."""
+        if default_serializer is not None:
+            warnings.warn("default_serializer is deprecated, use serializer",
+                          DeprecationWarning, stacklevel=2)
         return cls._decoder(serializer or default_serializer)(s)
 
     @classmethod
@@ -345,6 +409,13 @@ class Record:
     def __repr__(self) -> str:
         shown = ", ".join(f"{k}={v!r}" for k, v in self.__dict__.items() if not k.startswith("__"))
         return f"<{type(self).__name__}: {shown}>"
+
+
+def _prepared(build: Callable[[Any], dict[str, Any]]) -> Callable[[Any], dict[str, Any]]:
+    """``build`` passed through the class's ``_prepare_dict``."""
+    def prepared(self: Any) -> dict[str, Any]:
+        return self._prepare_dict(build(self))  # type: ignore[no-any-return]
+    return prepared
 
 
 def _tuple_getter(fields: list[str]) -> Callable[[Any], tuple[Any, ...]]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
     from ..app import App
     from ..channels import Topic
 
-__all__ = ["Conductor"]
+__all__ = ["Conductor", "leader_topic_name"]
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +80,10 @@ class Conductor:
     def __init__(self, app: App) -> None:
         self.app = app
         self._subs: dict[str, list[Subscription]] = {}
+        #: Topics subscribed by regular expression (``app.topic(pattern=...)``), and
+        #: the subscriptions each topic seen so far matched.
+        self._patterns: list[tuple[re.Pattern[str], Subscription]] = []
+        self._matched: dict[str, list[Subscription]] = {}
         self._by_topic_object: dict[int, Subscription] = {}
         self.tracker = OffsetTracker()
         self.consumer: ConsumerT | None = None
@@ -108,6 +113,12 @@ class Conductor:
         #: References of revoked partitions' events dropped from the buffers (never acked).
         self._discarded_refs = 0
         self.error: BaseException | None = None
+        #: Whether this worker holds partition 0 of the leader topic (``app.is_leader()``).
+        self.leader = False
+        #: The sensors' state of the rebalance in progress (from its revoke).
+        self._rebalance: dict[Any, Any] | None = None
+        #: Whether the ``on_leader`` tasks were told this worker leads.
+        self._leading = False
         #: Counters for metrics and the banner.
         self.events_received = 0
         self.decode_errors = 0
@@ -125,6 +136,9 @@ class Conductor:
             sub = self._by_topic_object[id(topic)] = Subscription(topic, self.app)
             for name in topic.topics:
                 self._subs.setdefault(name, []).append(sub)
+            if topic.pattern is not None:
+                self._patterns.append((re.compile(topic.pattern), sub))
+                self._matched.clear()
         sub.buffers.append(buffer)
         buffer.on_drain = self._on_drain
         if self._running:
@@ -132,7 +146,23 @@ class Conductor:
 
     @property
     def topic_names(self) -> set[str]:
-        return set(self._subs)
+        """What the group consumer subscribes: topic names and ``^`` patterns."""
+        return set(self._subs) | {sub.topic.pattern for _, sub in self._patterns
+                                  if sub.topic.pattern is not None}
+
+    def _subscribers(self, topic: str) -> list[Subscription] | None:
+        """The subscriptions reading ``topic``: by name, else by a matching pattern."""
+        subs = self._subs.get(topic)
+        if subs is not None or not self._patterns:
+            return subs
+        matched = self._matched.get(topic)
+        if matched is None:
+            matched = self._matched[topic] = [sub for regex, sub in self._patterns
+                                              if regex.search(topic)]
+            for sub in matched:
+                for buffer in sub.buffers:  # so that back-pressure pauses it too
+                    buffer.topics = buffer.topics | {topic}
+        return matched or None
 
     @property
     def topics(self) -> list[Topic[Any]]:
@@ -232,8 +262,10 @@ class Conductor:
             if membership == self._membership:
                 await self.on_partitions_lost(lost)
 
-        consumer.subscribe(sorted(self._subs), on_assign=on_assign, on_revoke=on_revoke,
-                           on_lost=on_lost)
+        # The leader topic is always subscribed: the group's range assignor gives
+        # its one partition to exactly one member, the leader (as Faust elects it).
+        names = sorted({*self.topic_names, leader_topic_name(self.app)})
+        consumer.subscribe(names, on_assign=on_assign, on_revoke=on_revoke, on_lost=on_lost)
 
     async def run_checkpoints(self) -> None:
         """Checkpoint every ``broker_commit_interval`` seconds until cancelled."""
@@ -260,7 +292,7 @@ class Conductor:
         self.events_received += len(messages)
         tracker = self.tracker
         for topic, batch in by_topic.items():
-            subs = self._subs.get(topic)
+            subs = self._subscribers(topic)
             if not subs:
                 continue  # not ours any more (resubscribed); not tracked, never committed
             receivers = sum(len(sub.buffers) for sub in subs)
@@ -400,6 +432,7 @@ class Conductor:
                 ) from None
             self.app.tables.persist()
             if offsets and self.consumer is not None:
+                sensed = self.app.sensors.on_commit_initiated(self.consumer)
                 try:
                     await self.consumer.commit(offsets)
                 except GroupMembershipLost as exc:
@@ -408,6 +441,7 @@ class Conductor:
                     logger.warning("Offsets not committed, the group moved on: %s. The "
                                    "partitions' owners will process these events again.", exc)
                     return
+                self.app.sensors.on_commit_completed(self.consumer, sensed)
                 self.tracker.committed.update(offsets)
             self.app.tables.report_committed()
 
@@ -535,6 +569,8 @@ class Conductor:
     # -- rebalancing ---------------------------------------------------------------
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        self._rebalance = self.app.sensors.on_rebalance_start(self.app)
+        revoked = self._leadership(revoked, held=False)
         logger.info("Partitions revoked: %s", _fmt(revoked))
         # Events still queued for revoked partitions are dropped (the new owner
         # reads them again); events an actor holds are finished first, so that
@@ -542,14 +578,13 @@ class Conductor:
         dropped: dict[int, int] = {}
         watched: set[TP] = set(revoked)
         discarded = 0
-        for subs in self._subs.values():
-            for sub in subs:
-                for buffer in sub.buffers:
-                    for message in buffer.discard(revoked):
-                        dropped[id(message)] = dropped.get(id(message), 0) + 1
-                        discarded += 1
-                    if not buffer.keeps_actors:
-                        watched -= {tp for tp in revoked if tp.topic in buffer.topics}
+        for sub in self._by_topic_object.values():
+            for buffer in sub.buffers:
+                for message in buffer.discard(revoked):
+                    dropped[id(message)] = dropped.get(id(message), 0) + 1
+                    discarded += 1
+                if not buffer.keeps_actors:
+                    watched -= {tp for tp in revoked if tp.topic in buffer.topics}
         if not self._rejoining:
             await self._finish_in_flight(watched, dropped)
             self._discarded_refs = discarded
@@ -575,6 +610,9 @@ class Conductor:
         transaction is aborted; at-least-once: table writes not checkpointed are
         discarded instead of reaching the changelogs after the new owner's).
         """
+        if TP(leader_topic_name(self.app), 0) in lost:
+            self.set_leader(False)
+            lost = lost - {TP(leader_topic_name(self.app), 0)}
         logger.warning(
             "Partitions lost: %s — the group went on without this worker (it did not "
             "heartbeat within broker_session_timeout=%.0f s: frozen, swapped out, or cut "
@@ -584,10 +622,9 @@ class Conductor:
         if self._fenced is None:
             self._fenced = (TransactionAborted(reason) if self.transactions is not None
                             else ConsumerFailed(reason))
-        for subs in self._subs.values():
-            for sub in subs:
-                for buffer in sub.buffers:
-                    buffer.discard(lost)
+        for sub in self._by_topic_object.values():
+            for buffer in sub.buffers:
+                buffer.discard(lost)
         await self._give_up(lost, clean=False)
 
     async def _give_up(self, tps: set[TP], *, clean: bool) -> None:
@@ -613,11 +650,40 @@ class Conductor:
                 return
             await asyncio.sleep(0.005)
 
+    def _leadership(self, tps: set[TP], *, held: bool) -> set[TP]:
+        """Take the leader topic's partition out of ``tps`` and note the leadership.
+
+        A revoke only suspends it (``is_leader()`` is false meanwhile): with
+        Kafka's eager rebalancing every member gives everything up before the
+        new assignment, so the ``on_leader`` tasks stop only once the next
+        assignment goes to another worker.
+        """
+        leader_tp = TP(leader_topic_name(self.app), 0)
+        if held:
+            self.set_leader(leader_tp in tps)
+        elif leader_tp in tps:
+            self.leader = False
+        return tps - {leader_tp}
+
+    def set_leader(self, leader: bool) -> None:
+        """Become (or stop being) the leader: ``on_leader`` tasks start (or stop)."""
+        self.leader = leader
+        if leader == self._leading:
+            return
+        self._leading = leader
+        logger.info("This worker %s the leader of group %r",
+                    "is now" if leader else "is no longer", self.app.conf.id)
+        self.app.scheduler.on_leadership(leader)
+
     async def on_partitions_assigned(self, assigned: set[TP]) -> None:
+        assigned = self._leadership(assigned, held=True)
+        self.app.membership.changed()  # a new generation: who owns what, where
+        rebalance, self._rebalance = self._rebalance, None
+        self.app.sensors.on_rebalance_end(
+            self.app, rebalance or self.app.sensors.on_rebalance_start(self.app))
         logger.info("Partitions assigned: %s", _fmt(assigned))
         membership = self._membership
         self._assignment |= assigned
-        self.app.membership.changed()  # a new generation: who owns what, where
         # Tables behind their changelog are restored in the background; their
         # partitions stay paused until then, the others are processed at once.
         # No await between this and the pause below: the restore task cannot
@@ -680,6 +746,7 @@ class Conductor:
                 buffer.items.clear()
                 buffer.draining = False
             self.tracker = OffsetTracker()
+            self.set_leader(False)
             self._assignment.clear()
             self._recovering.clear()
             self._paused.clear()
@@ -704,6 +771,11 @@ class Conductor:
         logger.info("Tables restored; partitions resumed: %s", _fmt(set(resumed)))
         if resumed and self.consumer is not None:
             self.consumer.resume(resumed)
+
+
+def leader_topic_name(app: App) -> str:
+    """The one-partition topic whose partition 0 makes a worker the leader (Faust's name)."""
+    return f"{app.conf.id}-__assignor-__leader"
 
 
 def _fmt(tps: set[TP]) -> str:

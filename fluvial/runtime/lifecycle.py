@@ -20,11 +20,13 @@ from typing import TYPE_CHECKING, Any
 
 from ..clock import wait_within
 from ..exceptions import FluvialError, ProducerFenced
+from .conductor import leader_topic_name
 from .membership import group_client_id
 from .watchdog import watch_processing
 
 if TYPE_CHECKING:
     from ..app import App
+    from ..channels import Topic
     from ..types import ConsumerT
 
 __all__ = ["create_group_consumer", "start_app", "stop_app"]
@@ -59,6 +61,9 @@ async def start_app(app: App) -> None:
         getattr(t, "on_decode_error", None) == "dead_letter" for t in app.conductor.topics
     ):
         await app.declare_topics([app.topic(conf.dead_letter_topic_name, internal=True)])
+    leads = any(entry.on_leader for entry in app.scheduler.entries)
+    if app.conductor.topic_names or leads:
+        await app.declare_topics([leader_topic(app)])
     await _check_copartitioned(app)
     services = []
     for cls in app.services:
@@ -71,7 +76,7 @@ async def start_app(app: App) -> None:
             app.add_background_task(run(), f"service:{cls.__name__}")
         services.append(service)
     app.running_services = services
-    if app.conductor.topic_names:
+    if app.conductor.topic_names or leads:
         await app.tables.start_standby()
         consumer = await create_group_consumer(app)
         app.add_background_task(app.conductor.run(consumer), "conductor")
@@ -82,6 +87,17 @@ async def start_app(app: App) -> None:
     app.scheduler.start()
 
 
+#: How often a worker subscribed by pattern looks for new matching topics.
+PATTERN_REFRESH_MS = 5000
+
+
+def leader_topic(app: App) -> Topic[Any]:
+    """Faust's leader topic: one partition, so the group gives it to one worker."""
+    from ..channels import Topic
+
+    return Topic(app, topics=[leader_topic_name(app)], partitions=1, internal=True)
+
+
 async def create_group_consumer(app: App) -> ConsumerT:
     """Start the consumer of the app's group (``app.group_consumer``)."""
     conf = app.conf
@@ -90,6 +106,9 @@ async def create_group_consumer(app: App) -> ConsumerT:
         "heartbeat.interval.ms": int(conf.broker_heartbeat_interval * 1000),
         "max.poll.interval.ms": int(conf.broker_max_poll_interval * 1000),
     }
+    if any(t.pattern is not None for t in app.conductor.topics):
+        # Topics created later that match a pattern are found at a metadata refresh.
+        extra["topic.metadata.refresh.interval.ms"] = PATTERN_REFRESH_MS
     if conf.consumer_group_instance_id:
         extra["group.instance.id"] = conf.consumer_group_instance_id
     if conf.exactly_once:
@@ -109,6 +128,8 @@ async def create_group_consumer(app: App) -> ConsumerT:
 async def stop_app(app: App) -> None:
     if not app.started:
         return
+    app.scheduler.stop()
+    app.conductor.set_leader(False)
     background = list(app._background)
     for task in background:
         task.cancel()
@@ -217,10 +238,12 @@ async def _check_joins(app: App) -> None:
 
 
 def _instantiate(cls: Any, app: App) -> Any:
+    """An instance of a service class: given the app if it takes a positional argument."""
     if not inspect.isclass(cls):
         return cls
-    params = inspect.signature(cls).parameters
-    return cls(app) if params else cls()  # type: ignore[call-arg]
+    params = inspect.signature(cls).parameters.values()
+    takes_app = any(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
+    return cls(app) if takes_app else cls()  # type: ignore[call-arg]
 
 
 async def _maybe_await(value: Any) -> Any:

@@ -35,6 +35,8 @@ REFRESH_S = 3.0
 RETRY_S = 0.5
 #: Between the broker client id and the URL in a group consumer's client id.
 SEPARATOR = "|"
+#: The end of the leader topic's name: its partition is no table partition.
+LEADER_SUFFIX = "-__assignor-__leader"
 
 
 def group_client_id(conf: Settings) -> str:
@@ -68,7 +70,9 @@ class GroupView:
 
     def __init__(self, members: Iterable[GroupMember] = ()) -> None:
         workers = [Worker(m.member_id, m.client_id, m.host, parse_client_id(m.client_id),
-                          m.assignment) for m in members]
+                          frozenset(tp for tp in m.assignment
+                                    if not tp.topic.endswith(LEADER_SUFFIX)))
+                   for m in members]
         self.workers: tuple[Worker, ...] = tuple(sorted(workers, key=lambda w: (w.key,
                                                                                w.member_id)))
         self._by_tp: dict[TP, Worker] = {}

@@ -1,7 +1,16 @@
-"""``@app.task``, ``@app.timer`` (no drift) and ``@app.crontab``, on the app's clock."""
+"""``@app.task``, ``@app.timer`` (no drift) and ``@app.crontab``, on the app's clock.
+
+``on_leader=True`` timers and crontabs fire on every worker's clock but run
+only where ``app.is_leader()`` holds at that moment, so they follow the
+leadership from worker to worker. An ``on_leader`` task runs each time the
+worker becomes the group's leader, and is cancelled if it stops being it
+(a rebalance that gives the leadership back to the same worker changes
+nothing).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +39,8 @@ class Scheduled:
     cron: str = ""
     timezone: tzinfo | None = None
     runs: int = 0
+    #: An ``on_leader`` task running now.
+    running: asyncio.Task[Any] | None = None
 
     @property
     def name(self) -> str:
@@ -42,6 +53,8 @@ class Scheduler:
     def __init__(self, app: App) -> None:
         self.app = app
         self.entries: list[Scheduled] = []
+        self._started = False
+        self._leader = False
 
     def add_task(self, fun: Callable[..., Any], *, on_leader: bool = False) -> None:
         self.entries.append(Scheduled(fun, "task", on_leader=on_leader))
@@ -60,10 +73,44 @@ class Scheduler:
                                       timezone=tz))
 
     def start(self) -> None:
+        self._started = True
         for entry in self.entries:
+            if entry.kind == "task" and entry.on_leader:
+                entry.running = None
+                continue  # started by on_leadership
             runner = {"task": self._run_task, "timer": self._run_timer,
                       "crontab": self._run_crontab}[entry.kind]
             self.app.add_background_task(runner(entry), f"{entry.kind}:{entry.name}")
+        self.on_leadership(self._leader)
+
+    def stop(self) -> None:
+        """The worker stopped: its background tasks are cancelled by the app."""
+        self._started = False
+
+    def on_leadership(self, leader: bool) -> None:
+        """This worker became (or stopped being) the leader: start (stop) ``on_leader`` tasks."""
+        self._leader = leader
+        if not self._started:
+            return
+        for entry in self.entries:
+            if entry.kind != "task" or not entry.on_leader:
+                continue
+            if leader and entry.running is None:
+                entry.running = self.app.add_background_task(
+                    self._run_leader_task(entry), f"task:{entry.name}")
+            elif not leader and entry.running is not None:
+                entry.running.cancel()
+                entry.running = None
+
+    async def _run_leader_task(self, entry: Scheduled) -> None:
+        from ..app import call_with_app
+
+        entry.runs += 1
+        try:
+            await call_with_app(entry.fun, self.app)
+        finally:
+            if entry.running is asyncio.current_task():
+                entry.running = None
 
     async def _call(self, entry: Scheduled) -> None:
         from ..app import call_with_app

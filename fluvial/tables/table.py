@@ -13,11 +13,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from ..events import _current_event
-from ..exceptions import PartitionNotOwned, TableError
+from ..exceptions import ImproperlyConfigured, PartitionNotOwned, TableError
 from ..serializers import Schema
 from .changes import ChangeListener, TableChange, notify
 from .store import PartitionStore, store_for_url
@@ -124,6 +124,11 @@ class Table(MutableMapping[Any, Any]):
         self.encode_value = self.changelog_topic.schema.value_encoder(default_serializer="json")
         self.decode_key = self.changelog_topic.schema.key_decoder(default_serializer="json")
         self.decode_value = self.changelog_topic.schema.value_decoder(default_serializer="json")
+        #: Whether a subclass overrides on_key_get/on_key_set/on_key_del (called only then).
+        cls = type(self)
+        self._key_hooks = (cls.on_key_get is not Table.on_key_get
+                           or cls.on_key_set is not Table.on_key_set
+                           or cls.on_key_del is not Table.on_key_del)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}: {len(self)} keys>"
@@ -295,9 +300,49 @@ class Table(MutableMapping[Any, Any]):
     def partition_data(self, partition: int) -> PartitionStore | None:
         return self._parts.get(partition)
 
+    @property
+    def data(self) -> Mapping[Any, Any]:
+        """The keys this worker holds, as stored: a read-only view over its partitions
+        (no ``default``, no key hooks; write through the table)."""
+        return TableData(self._parts)
+
+    def reset_state(self) -> None:
+        """Forget this worker's copy of the table (the changelog keeps everything).
+
+        Every partition store, active and standby, is closed and a RocksDB store
+        deleted from disk, so the next assignment restores the table from its
+        changelog. Only while the worker is not running.
+        """
+        if self.app.started:
+            raise ImproperlyConfigured(
+                f"Table {self.name!r}: reset_state() while the worker runs would lose "
+                "writes not yet in the changelog; stop the worker first")
+        for partition in list(self._parts):
+            self.drop_partition(partition)
+        for partition in list(self._standby_parts):
+            self.release_standby(partition)
+        if self.app.conf.store.startswith("rocksdb"):
+            import shutil
+
+            for path in self.app.conf.table_path.glob(f"{self.name}-*.db"):
+                shutil.rmtree(path, ignore_errors=True)
+
+    # -- key hooks (Faust's): override in a subclass ------------------------------
+
+    def on_key_get(self, key: Any) -> None:
+        """Called when a key is read (overridden: then on every read)."""
+
+    def on_key_set(self, key: Any, value: Any) -> None:
+        """Called when a key is written."""
+
+    def on_key_del(self, key: Any) -> None:
+        """Called when a key is deleted."""
+
     # -- mapping ----------------------------------------------------------------
 
     def __getitem__(self, key: Any) -> Any:
+        if self._key_hooks:
+            self.on_key_get(key)
         event = _current_event.get()
         if event is not None:
             store = self._parts.get(event.message.partition)
@@ -318,9 +363,13 @@ class Table(MutableMapping[Any, Any]):
 
     def __setitem__(self, key: Any, value: Any) -> None:
         self._set_in(self._partition_for_write(key), key, value)
+        if self._key_hooks:
+            self.on_key_set(key, value)
 
     def __delitem__(self, key: Any) -> None:
         self._del_in(self._partition_for_write(key), key)
+        if self._key_hooks:
+            self.on_key_del(key)
 
     def _set_in(self, partition: int, key: Any, value: Any) -> None:
         """Write ``key`` in ``partition`` (marked dirty for the next checkpoint)."""
@@ -505,6 +554,27 @@ class Table(MutableMapping[Any, Any]):
             result = callback()
             if inspect.isawaitable(result):
                 await result
+
+
+class TableData(Mapping[Any, Any]):
+    """``table.data``: the stored keys of the partitions a worker holds."""
+
+    def __init__(self, parts: dict[int, PartitionStore]) -> None:
+        self._parts = parts
+
+    def __getitem__(self, key: Any) -> Any:
+        for store in self._parts.values():
+            value = store.get(key, _MISSING)
+            if value is not _MISSING:
+                return value
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[Any]:
+        for store in list(self._parts.values()):
+            yield from list(store)
+
+    def __len__(self) -> int:
+        return sum(len(store) for store in self._parts.values())
 
 
 class GlobalTable(Table):

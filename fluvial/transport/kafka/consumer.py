@@ -623,6 +623,12 @@ class KafkaConsumer:
             elif err.fatal() or err.code() in _FATAL_CODES:
                 self._add_error(ConsumerFailed(
                     f"The Kafka consumer failed fatally: {err.name()}: {err.str()}"))
+            elif err.code() == KafkaError.INCONSISTENT_GROUP_PROTOCOL:
+                self._add_error(TransportError(
+                    f"Cannot join consumer group {self.group_id!r}: its members use a "
+                    "partition assignor this worker does not have (Kafka's 'range'). Are "
+                    "Faust workers of this app still running? Stop them before starting "
+                    f"fluvial's ({err.str()})"))
             elif err.code() != KafkaError._PARTITION_EOF:
                 self._add_error(TransportError(f"Kafka consumer error: {err.name()}: {err.str()}"))
         if not batch:

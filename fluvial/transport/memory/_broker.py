@@ -188,6 +188,14 @@ def range_assign(
     return {member_id: frozenset(tps) for member_id, tps in assigned.items()}
 
 
+def subscribes(subscription: Collection[str], topic: str) -> bool:
+    """Whether a subscription (names, and regular expressions starting with ``^`` as
+    Kafka clients take them) covers ``topic``."""
+    if topic in subscription:
+        return True
+    return any(entry.startswith("^") and re.search(entry, topic) for entry in subscription)
+
+
 class MemoryBroker:
     """One in-process broker. Get it with :meth:`for_url`; forget it with :meth:`reset`."""
 
@@ -227,7 +235,7 @@ class MemoryBroker:
         check_topic(name, partitions)
         logs = self.topics[name] = [PartitionLog() for _ in range(partitions)]
         for group in self.groups.values():
-            if any(name in member.topics for member in group.members.values()):
+            if any(subscribes(member.topics, name) for member in group.members.values()):
                 self.rebalance(group)
         return logs
 
@@ -298,7 +306,8 @@ class MemoryBroker:
         group.generation += 1
         counts = {topic: len(logs) for topic, logs in self.topics.items()}
         group.assignment = range_assign(
-            {member_id: member.topics for member_id, member in group.members.items()}, counts
+            {member_id: [t for t in counts if subscribes(member.topics, t)]
+             for member_id, member in group.members.items()}, counts
         )
         group.revoking = {mid for mid, member in group.members.items() if member.holding}
         for member in group.members.values():

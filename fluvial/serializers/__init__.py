@@ -9,6 +9,10 @@ model instance, its own ``serializer`` option comes first, as in Faust.
 The runtime asks once per topic for a specialised callable
 (``value_decoder("json")``) and calls it per message, with no dispatch on
 the way.
+
+Faust's paths: ``faust.serializers.codecs`` is :mod:`fluvial.codecs`, and
+:class:`~fluvial.serializers.registry.Registry` serializes keys and values
+by type as Faust's does.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from fluvial.exceptions import KeyDecodeError, SerializationError, ValueDecodeEr
 from fluvial.models.convert import is_foreign_model, is_model_class
 from fluvial.models.registry import maybe_model
 
-__all__ = ["Decoder", "Encoder", "Schema"]
+__all__ = ["Decoder", "Encoder", "Registry", "Schema", "codecs"]
 
 Decoder = Callable[[bytes | None], Any]
 Encoder = Callable[[Any], bytes | None]
@@ -319,3 +323,7 @@ class Schema:
             f"<{type(self).__name__}: KT={show(self.key_type)} ({show(self.key_serializer)}) "
             f"VT={show(self.value_type)} ({show(self.value_serializer)})>"
         )
+
+
+from fluvial.serializers import codecs  # noqa: E402 - Faust's path of fluvial.codecs
+from fluvial.serializers.registry import Registry  # noqa: E402 - needs Schema

@@ -4,6 +4,10 @@ A transport moves *bytes*; everything above it (codecs, streams, tables)
 works on :class:`Message` batches. Both transports — the in-process
 ``memory://`` broker and ``kafka://`` on librdkafka — implement the
 Protocols below and pass one contract test suite.
+
+Faust's ``faust.types`` paths resolve here too: ``ModelT``, and the
+submodules :mod:`.enums` (``ProcessingGuarantee``) and :mod:`.settings`
+(``Settings``).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import Any, NamedTuple, Protocol
 __all__ = [
     "TP",
     "ConsumerT",
+    "ModelT",
     "GroupMember",
     "Headers",
     "Message",
@@ -311,3 +316,12 @@ class TransportT(Protocol):
         """The partitions on which a transaction is still open (their last stable offset
         is below their high-water mark): a ``read_committed`` reader sees none of
         the records after its first record, committed or not, until it ends."""
+
+
+def __getattr__(name: str) -> Any:
+    """``ModelT``: the base class of models (imported on first use: models import types)."""
+    if name == "ModelT":
+        from ..models.record import Record
+
+        return Record
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

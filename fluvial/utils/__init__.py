@@ -1,0 +1,1 @@
+"""Utilities with Faust's module paths (``faust.utils.json``)."""
