@@ -115,10 +115,15 @@ class Table(MutableMapping[Any, Any]):
             internal=True,
             config=extra_topic_configs,
         )
-        self.encode_key = self.changelog_topic.schema.key_encoder(default_serializer="json")
-        self.encode_value = self.changelog_topic.schema.value_encoder(default_serializer="json")
-        self.decode_key = self.changelog_topic.schema.key_decoder(default_serializer="json")
-        self.decode_value = self.changelog_topic.schema.value_decoder(default_serializer="json")
+        changelog = self.changelog_topic
+        self.encode_key = changelog.schema.key_encoder(default_serializer="json",
+                                                       channel=changelog)
+        self.encode_value = changelog.schema.value_encoder(default_serializer="json",
+                                                           channel=changelog)
+        self.decode_key = changelog.schema.key_decoder(default_serializer="json",
+                                                       channel=changelog)
+        self.decode_value = changelog.schema.value_decoder(default_serializer="json",
+                                                           channel=changelog)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}: {len(self)} keys>"

@@ -152,7 +152,9 @@ class SchemaRegistryServer:
         """The Confluent-compatible API's base URL."""
         state = self.status()
         if state is None:
-            raise SchemaRegistryServerError(f"no schema registry running (state in {self.state_dir})")
+            raise SchemaRegistryServerError(
+                f"no schema registry running (state in {self.state_dir})"
+            )
         return str(state["url"])
 
     def start(self) -> str:
