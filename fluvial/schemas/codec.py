@@ -138,6 +138,8 @@ class BoundSchemaCodec(Codec):
         self.serializer_conf: dict[str, Any] = {
             "auto.register.schemas": conf.schema_registry_auto_register,
             "subject.name.strategy": self.strategy,
+            # Schemas compared in canonical form (a registered one may differ in spacing).
+            "normalize.schemas": True,
         }
         self._serializers: dict[Any, tuple[Any, str | None]] = {}
         self._deserializer: Any = None
@@ -204,9 +206,9 @@ class BoundSchemaCodec(Codec):
         schema = Schema(text, self.codec.schema_type)
         try:
             if self.app.conf.schema_registry_auto_register:
-                self.client.register_schema(subject, schema)
+                self.client.register_schema(subject, schema, normalize_schemas=True)
             else:
-                self.client.lookup_schema(subject, schema)
+                self.client.lookup_schema(subject, schema, normalize_schemas=True)
         except Exception as exc:
             error = translate_error(exc, subject, self.url)
             if error is None:

@@ -113,7 +113,9 @@ def _json_default(value: Any) -> tuple[bool, Any]:
 
 def avro_schema(typ: Any) -> Any:
     """The Avro schema (JSON-like data) of a Record class or a plain type."""
-    return _AvroBuilder().schema(typ, "value")
+    schema = _AvroBuilder().schema(typ, "value")
+    # ``{"type": "string"}``, not ``"string"``: the form confluent-kafka registers.
+    return {"type": schema} if isinstance(schema, str) else schema
 
 
 class _AvroBuilder:
