@@ -98,8 +98,10 @@ def _fields(model: Any) -> list[tuple[str, Any, Any, bool, Any]]:
 
 
 def avro_name(model: Any) -> str:
-    """The full Avro name of a Record class: ``module.ClassName``."""
-    return f"{model.__module__}.{model.__qualname__}".replace("<locals>.", "")
+    """The full Avro name of a Record class: its ``namespace`` option (Faust's
+    ``module.ClassName`` by default; function scopes left out)."""
+    name = model._options.namespace or f"{model.__module__}.{model.__qualname__}"
+    return ".".join(part for part in name.split(".") if part != "<locals>")
 
 
 def _json_default(value: Any) -> tuple[bool, Any]:
