@@ -17,6 +17,7 @@ serializer='avro')``) or as an instance: ``avro(Order)`` / ``json_schema(Order)`
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from fluvial.codecs import Codec, json_dumps, json_loads, register
@@ -143,6 +144,7 @@ class BoundSchemaCodec(Codec):
         }
         self._serializers: dict[Any, tuple[Any, str | None]] = {}
         self._deserializer: Any = None
+        self._parsed: dict[Any, Any] = {}
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -162,6 +164,15 @@ class BoundSchemaCodec(Codec):
         if kind == "JSON":
             return dumps_schema(derive.json_schema(typ))
         return None
+
+    def _avro_schema(self, typ: Any) -> Any:
+        import json
+
+        schema = self._parsed.get(typ)
+        if schema is None:
+            text = self.schema_text(typ)
+            schema = self._parsed[typ] = json.loads(text) if text else {}
+        return schema
 
     def record_name(self, typ: Any) -> str | None:
         """The record name a RecordNameStrategy subject is made of."""
@@ -262,6 +273,9 @@ class BoundSchemaCodec(Codec):
                            and self.codec.schema is None):
             typ = type(obj) if is_model_class(type(obj)) or _is_protobuf_class(type(obj)) else typ
         serialize, subject = self._serializer(typ)
+        if self.codec.schema_type == "AVRO" and isinstance(obj, Mapping):
+            # Plain data (``fluvial send``'s JSON): ISO dates and decimal text made fit.
+            obj = derive.coerce_to_avro(self._avro_schema(typ), obj)
         try:
             data = serialize(obj, self.ctx)
         except Exception as exc:

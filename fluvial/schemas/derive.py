@@ -235,3 +235,50 @@ def record_to_data(value: Any) -> Any:
 def dumps_schema(schema: Any) -> str:
     """A schema as the compact JSON text the registry stores."""
     return json.dumps(schema, separators=(",", ":"))
+
+
+def coerce_to_avro(schema: Any, value: Any) -> Any:
+    """JSON-like input (``fluvial send``'s) made fit for an Avro schema: ISO 8601 text for
+    timestamps and dates, numbers or text for decimals, ``[key, ...]`` nesting as is."""
+    named: dict[str, Any] = {}
+    return _coerce(schema, value, named, "")
+
+
+def _coerce(schema: Any, value: Any, named: dict[str, Any], namespace: str) -> Any:
+    if isinstance(schema, str):
+        found = named.get(schema) or named.get(f"{namespace}.{schema}")
+        return _coerce(found, value, named, namespace) if found is not None else value
+    if isinstance(schema, list):  # a union: the first branch the value fits
+        if value is None:
+            return None
+        for branch in schema:
+            if branch != "null" and not (isinstance(branch, dict) and branch.get("type") == "null"):
+                return _coerce(branch, value, named, namespace)
+        return value
+    if not isinstance(schema, dict):
+        return value
+    kind = schema.get("type")
+    logical = schema.get("logicalType")
+    if kind == "record":
+        namespace = schema.get("namespace", namespace)
+        full = f"{namespace}.{schema['name']}" if namespace else schema["name"]
+        named[full] = named[schema["name"]] = schema
+        if not isinstance(value, Mapping):
+            return value
+        out = dict(value)
+        for field in schema["fields"]:
+            if field["name"] in out:
+                out[field["name"]] = _coerce(field["type"], out[field["name"]], named, namespace)
+        return out
+    if kind == "array" and isinstance(value, list):
+        return [_coerce(schema["items"], v, named, namespace) for v in value]
+    if kind == "map" and isinstance(value, Mapping):
+        return {k: _coerce(schema["values"], v, named, namespace) for k, v in value.items()}
+    if isinstance(value, str):
+        if logical in ("timestamp-millis", "timestamp-micros"):
+            return datetime.fromisoformat(value.replace("Z", "+00:00"))
+        if logical == "date":
+            return date.fromisoformat(value)
+    if logical == "decimal" and isinstance(value, (str, int, float)):
+        return Decimal(str(value))
+    return value
