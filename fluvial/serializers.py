@@ -243,7 +243,7 @@ class Schema:
         return self._cached(  # type: ignore[no-any-return]
             "kd",
             serializer,
-            (default_serializer, id(channel)),
+            (default_serializer, channel),
             lambda: _make_decoder(self.key_type, codec, KeyDecodeError, "key", False),
         )
 
@@ -257,7 +257,7 @@ class Schema:
         return self._cached(  # type: ignore[no-any-return]
             "vd",
             serializer,
-            (default_serializer, id(channel)),
+            (default_serializer, channel),
             lambda: _make_decoder(
                 self.value_type, codec, ValueDecodeError, "value", self.allow_empty
             ),
@@ -292,7 +292,7 @@ class Schema:
         return self._cached(  # type: ignore[no-any-return]
             "ke",
             serializer,
-            (default_serializer, id(channel)),
+            (default_serializer, channel),
             lambda: _make_encoder(self.key_type, codec, "key",
                                   lambda c: _bind(c, channel, "key", self.key_type)),
         )
@@ -307,7 +307,7 @@ class Schema:
         return self._cached(  # type: ignore[no-any-return]
             "ve",
             serializer,
-            (default_serializer, id(channel)),
+            (default_serializer, channel),
             lambda: _make_encoder(self.value_type, codec, "value",
                                   lambda c: _bind(c, channel, "value", self.value_type)),
         )

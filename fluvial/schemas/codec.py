@@ -17,6 +17,7 @@ serializer='avro')``) or as an instance: ``avro(Order)`` / ``json_schema(Order)`
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -55,20 +56,24 @@ class SchemaCodec(Codec):
         super().__init__(children=None, **kwargs)
         self.model = model
         self.schema = schema
-        self._bound: dict[tuple[int, str, str, Any], BoundSchemaCodec] = {}
+        #: Per app (weakly: a bound codec keeps no reference to its app).
+        self._bound: weakref.WeakKeyDictionary[Any, dict[tuple[str, str, Any],
+                                                         BoundSchemaCodec]]
+        self._bound = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
 
     def bind(self, app: App, topic: str, field: str, typ: Any) -> BoundSchemaCodec:
         """This codec for ``topic``'s keys or values (``field``) of type ``typ`` in ``app``."""
-        key = (id(app), topic, field, typ)
-        bound = self._bound.get(key)
-        if bound is None:
-            with self._lock:
-                bound = self._bound.get(key)
-                if bound is None:
-                    bound = self._bound[key] = BoundSchemaCodec(
-                        self, app, topic, field, self.model if self.model is not None else typ
-                    )
+        key = (topic, field, typ)
+        with self._lock:
+            per_app = self._bound.get(app)
+            if per_app is None:
+                per_app = self._bound[app] = {}
+            bound = per_app.get(key)
+            if bound is None:
+                bound = per_app[key] = BoundSchemaCodec(
+                    self, app, topic, field, self.model if self.model is not None else typ
+                )
         return bound
 
     def _dumps(self, obj: Any) -> Any:
@@ -123,7 +128,6 @@ class BoundSchemaCodec(Codec):
     def __init__(self, codec: SchemaCodec, app: App, topic: str, field: str, typ: Any) -> None:
         super().__init__()
         self.codec = codec
-        self.app = app
         self.topic = topic
         self.field = field
         self.typ = typ
@@ -135,6 +139,7 @@ class BoundSchemaCodec(Codec):
         conf = app.conf
         self.client = registry_client(app)
         self.url = conf.schema_registry_url
+        self.auto_register = conf.schema_registry_auto_register
         self.strategy = subject_strategy(app)
         self.serializer_conf: dict[str, Any] = {
             "auto.register.schemas": conf.schema_registry_auto_register,
@@ -219,7 +224,7 @@ class BoundSchemaCodec(Codec):
             return None
         schema = Schema(text, self.codec.schema_type)
         try:
-            if self.app.conf.schema_registry_auto_register:
+            if self.auto_register:
                 self.client.register_schema(subject, schema, normalize_schemas=True)
             else:
                 self.client.lookup_schema(subject, schema, normalize_schemas=True)
