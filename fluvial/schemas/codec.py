@@ -16,6 +16,8 @@ serializer='avro')``) or as an instance: ``avro(Order)`` / ``json_schema(Order)`
 
 from __future__ import annotations
 
+import io
+import json
 import threading
 import weakref
 from collections.abc import Mapping
@@ -174,8 +176,6 @@ class BoundSchemaCodec(Codec):
         return None
 
     def _avro_schema(self, typ: Any) -> Any:
-        import json
-
         schema = self._parsed.get(typ)
         if schema is None:
             text = self.schema_text(typ)
@@ -184,8 +184,6 @@ class BoundSchemaCodec(Codec):
 
     def record_name(self, typ: Any) -> str | None:
         """The record name a RecordNameStrategy subject is made of."""
-        import json
-
         text = self.schema_text(typ)
         if self.codec.schema_type == "PROTOBUF":
             return str(typ.DESCRIPTOR.full_name) if typ is not None else None
@@ -309,8 +307,6 @@ class BoundSchemaCodec(Codec):
     def _avro_writer(self, typ: Any, header: bytes) -> Any:
         """Avro with the header (schema id) the serializer wrote: the same bytes, written
         by fastavro directly (confluent-kafka's serializer costs ~4x more per message)."""
-        import io
-
         import fastavro
 
         parsed = fastavro.parse_schema(self._avro_schema(typ))
@@ -395,9 +391,6 @@ class BoundSchemaCodec(Codec):
         """A decoder for Avro written with ``schema_id`` (fetched with the registry client),
         resolved into the Record's schema; ``None`` where confluent-kafka's deserializer
         is needed (schema references, data-contract rules)."""
-        import io
-        import json
-
         import fastavro
 
         try:
