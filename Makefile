@@ -39,4 +39,4 @@ faults: $(STAMP)
 	$(PY) -m tests.fault.harness --events 1000000 --static
 
 clean:
-	rm -rf $(VENV) .kafka .pytest_cache .mypy_cache
+	rm -rf $(VENV) .kafka .schema-registry .pytest_cache .mypy_cache

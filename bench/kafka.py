@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 import msgspec
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
@@ -14,7 +16,26 @@ from confluent_kafka.cimpl import NewTopic
 
 from bench.pipelines._common import PARTITIONS, orders
 
+REPO = Path(__file__).resolve().parent.parent
+
 _ENCODE = msgspec.json.Encoder().encode
+
+
+@contextmanager
+def schema_registry(state_dir: Path) -> Iterator[str]:
+    """Yield a schema registry URL: ``SCHEMA_REGISTRY_URL`` if set, else Apicurio Registry
+    started for the bench (the tests' launcher; its download cached in ``.schema-registry``)."""
+    existing = os.environ.get("SCHEMA_REGISTRY_URL")
+    if existing:
+        yield existing
+        return
+    from fluvial.testing.schema_registry import SchemaRegistryServer
+
+    server = SchemaRegistryServer(state_dir, cache_dir=REPO / ".schema-registry")
+    try:
+        yield server.start()
+    finally:
+        server.stop()
 
 
 @contextmanager
@@ -50,8 +71,41 @@ def create_topic(bootstrap: str, name: str, partitions: int = PARTITIONS) -> Non
         raise RuntimeError(f"could not create topic {name!r} on {bootstrap}: {exc}") from exc
 
 
-def produce_orders(bootstrap: str, topic: str, n: int) -> float:
-    """Write ``n`` JSON orders keyed by order id; return the seconds it took (not benchmarked)."""
+def avro_encoder(registry_url: str, topic: str) -> Callable[[dict[str, Any]], bytes]:
+    """Encode orders as Avro in the Confluent wire format, as confluent-kafka's
+    AvroSerializer does (it registers the schema and writes the first message; the rest
+    reuse its schema id, the same bytes at a fraction of the cost)."""
+    import io
+    import json
+
+    import fastavro
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+    from confluent_kafka.schema_registry.avro import AvroSerializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+
+    from bench.avro import order_schema
+
+    schema = order_schema()
+    serializer = AvroSerializer(SchemaRegistryClient({"url": registry_url}), json.dumps(schema),
+                                conf={"normalize.schemas": True})
+    first = serializer(next(orders(1))[1], SerializationContext(topic, MessageField.VALUE))
+    header = first[:5]
+    parsed = fastavro.parse_schema(schema)
+
+    def encode(fields: dict[str, Any]) -> bytes:
+        out = io.BytesIO()
+        out.write(header)
+        fastavro.schemaless_writer(out, parsed, fields)
+        return out.getvalue()
+
+    return encode
+
+
+def produce_orders(bootstrap: str, topic: str, n: int,
+                   encode: Callable[[dict[str, Any]], bytes] | None = None) -> float:
+    """Write ``n`` orders keyed by order id (JSON unless ``encode`` says otherwise);
+    return the seconds it took (not benchmarked)."""
+    encode = encode or _ENCODE
     producer = Producer(
         {
             "bootstrap.servers": bootstrap,
@@ -71,7 +125,7 @@ def produce_orders(bootstrap: str, topic: str, n: int) -> float:
     for key, fields in orders(n):
         while True:
             try:
-                producer.produce(topic, _ENCODE(fields), key.encode(), on_delivery=on_delivery)
+                producer.produce(topic, encode(fields), key.encode(), on_delivery=on_delivery)
                 break
             except BufferError:
                 producer.poll(0.05)  # local queue full: let deliveries drain

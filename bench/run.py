@@ -7,6 +7,10 @@ plain      iterate the stream and count
 table      group_by(account_id), then increment a per-account count in a table
 table-eos  the table pipeline under processing_guarantee="exactly_once" (fluvial only:
            the cost of transactions against ``table``)
+plain-avro, table-avro
+           plain and table with Avro values in the Confluent wire format (fluvial only,
+           on Kafka: the cost of Avro and the schema registry against JSON). The registry
+           is ``SCHEMA_REGISTRY_URL``, else Apicurio Registry started for the run
 
 Each run is a fresh subprocess on a fresh topic and consumer group; the input is
 produced beforehand with confluent-kafka, so only processing is timed: from the first
@@ -23,6 +27,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import sys
@@ -42,9 +47,11 @@ PIPELINES_DIR = REPO / "bench" / "pipelines"
 WORK = REPO / ".bench"
 
 SYSTEMS = ("fluvial", "faust", "quix")
-PIPELINES = ("plain", "table", "table-eos")
-#: Pipelines only fluvial runs (the peers' exactly-once is not compared).
-FLUVIAL_ONLY = {"table-eos"}
+PIPELINES = ("plain", "table", "table-eos", "plain-avro", "table-avro")
+#: Pipelines only fluvial runs (the peers' exactly-once and Avro are not compared).
+FLUVIAL_ONLY = {"table-eos", "plain-avro", "table-avro"}
+#: Pipelines with Avro values: Kafka only, against a schema registry.
+AVRO_PIPELINES = {"plain-avro", "table-avro"}
 TRANSPORTS = ("memory", "kafka")
 
 # N per run: a few seconds of processing each on a 2-core machine.
@@ -52,6 +59,8 @@ DEFAULT_EVENTS: dict[tuple[str, str], int] = {
     ("fluvial", "plain"): 1_000_000,
     ("fluvial", "table"): 300_000,
     ("fluvial", "table-eos"): 300_000,
+    ("fluvial", "plain-avro"): 1_000_000,
+    ("fluvial", "table-avro"): 300_000,
     ("faust", "plain"): 100_000,
     ("faust", "table"): 30_000,
     ("quix", "plain"): 300_000,
@@ -75,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
                 pythons[peer] = peers.ensure_venv(WORK / "venvs", peer)
 
     plan = [("memory", "fluvial", p) for p in args.pipelines
-            if "memory" in args.transports and "fluvial" in args.systems]
+            if "memory" in args.transports and "fluvial" in args.systems
+            and p not in AVRO_PIPELINES]
     plan += [("kafka", s, p) for s in args.systems for p in args.pipelines
              if "kafka" in args.transports and (s == "fluvial" or p not in FLUVIAL_ONLY)]
     console.print(f"bench {run_id}: table stores: "
@@ -90,17 +100,24 @@ def main(argv: list[str] | None = None) -> int:
                                 pipeline, bootstrap=""))
         kafka_runs = [r for r in plan if r[0] == "kafka"]
         if kafka_runs:
-            with kafka.kafka_broker() as bootstrap:
+            with contextlib.ExitStack() as stack:
+                bootstrap = stack.enter_context(kafka.kafka_broker())
                 meta["bootstrap"] = bootstrap
                 console.print(f"Kafka at {bootstrap}")
+                registry = ""
+                if any(r[2] in AVRO_PIPELINES for r in kafka_runs):
+                    registry = stack.enter_context(kafka.schema_registry(scratch / "registry"))
+                    console.print(f"schema registry at {registry}")
                 for transport, system, pipeline in kafka_runs:
                     results.append(_one(args, console, scratch, run_id, pythons, transport,
-                                        system, pipeline, bootstrap=bootstrap))
+                                        system, pipeline, bootstrap=bootstrap,
+                                        registry=registry))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
         if results:
             print_report(results, console)
             _print_eos_cost(results, console)
+            _print_avro_cost(results, console)
             write_results(args.results, results, meta)
             console.print(f"results written to {args.results}")
     return 0 if all(r.status == "ok" for r in results) else 1
@@ -117,13 +134,15 @@ def _one(
     pipeline: str,
     *,
     bootstrap: str,
+    registry: str = "",
 ) -> RunResult:
     events = args.events or max(2, int(DEFAULT_EVENTS[system, pipeline] * args.scale))
     name = f"{system}-{pipeline}-{transport}"
     topic = f"bench-orders-{run_id}-{name}"
     if transport == "kafka":
         kafka.create_topic(bootstrap, topic)
-        produce_s = kafka.produce_orders(bootstrap, topic, events)
+        encode = kafka.avro_encoder(registry, topic) if pipeline in AVRO_PIPELINES else None
+        produce_s = kafka.produce_orders(bootstrap, topic, events, encode)
         console.print(f"[dim]{name}: produced {events:,} orders in {produce_s:.1f} s[/]")
     state_dir = scratch / name
     state_dir.mkdir()
@@ -136,6 +155,8 @@ def _one(
         "BENCH_BOOTSTRAP": bootstrap,
         "BENCH_STATE_DIR": str(state_dir),
     })
+    if pipeline in AVRO_PIPELINES:
+        env["FLUVIAL_SCHEMA_REGISTRY_URL"] = registry
     script = PIPELINES_DIR / f"{system}_app.py"
     cmd = [str(pythons[system]), str(script)]
     if system == "faust":
@@ -184,6 +205,18 @@ def _print_eos_cost(results: list[RunResult], console: Console) -> None:
                           f"([bold]{eos / alo:.0%}[/] of the throughput)")
 
 
+def _print_avro_cost(results: list[RunResult], console: Console) -> None:
+    """Avro values (schema registry) against JSON, per pipeline, on Kafka."""
+    rate = {r.pipeline: r.events_per_s for r in results
+            if r.system == "fluvial" and r.status == "ok" and r.transport == "kafka"}
+    for base in ("plain", "table"):
+        json_rate, avro_rate = rate.get(base), rate.get(f"{base}-avro")
+        if json_rate and avro_rate:
+            console.print(f"Avro cost (kafka): {base}-avro {avro_rate:,.0f} events/s vs "
+                          f"{base} {json_rate:,.0f} events/s with JSON "
+                          f"([bold]{avro_rate / json_rate:.0%}[/] of the throughput)")
+
+
 def _env(system: str, transport: str, bootstrap: str, bench: dict[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BENCH_", "FLUVIAL_"))}
     env.pop("PYTHONPATH", None)
@@ -210,7 +243,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--systems", type=_csv(SYSTEMS), default=list(SYSTEMS),
                    help="comma-separated: fluvial,faust,quix (default: all)")
     p.add_argument("--only", dest="pipelines", type=_csv(PIPELINES), default=list(PIPELINES),
-                   help="comma-separated pipelines: plain,table,table-eos (default: all)")
+                   help="comma-separated pipelines: plain,table,table-eos,plain-avro,"
+                        "table-avro (default: all)")
     p.add_argument("--transports", type=_csv(TRANSPORTS), default=list(TRANSPORTS),
                    help="comma-separated: memory,kafka (default: both; memory is fluvial only)")
     p.add_argument("--events", type=int, default=0,

@@ -237,15 +237,17 @@ class Topic(Channel[T]):
             if encoders is None:
                 conf = self.app.conf
                 encoders = self._encoders = (
-                    self.schema.key_encoder(conf.key_serializer),
-                    self.schema.value_encoder(conf.value_serializer),
+                    self.schema.key_encoder(conf.key_serializer, channel=self),
+                    self.schema.value_encoder(conf.value_serializer, channel=self),
                 )
             return encoders[0](key), encoders[1](value)
         conf = self.app.conf
         schema = schema or self.schema
-        k = schema.dumps_key(key, serializer=key_serializer, default_serializer=conf.key_serializer)
+        k = schema.dumps_key(key, serializer=key_serializer,
+                             default_serializer=conf.key_serializer, channel=self)
         v = schema.dumps_value(
-            value, serializer=value_serializer, default_serializer=conf.value_serializer
+            value, serializer=value_serializer, default_serializer=conf.value_serializer,
+            channel=self,
         )
         return k, v
 

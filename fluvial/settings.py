@@ -272,6 +272,15 @@ class Settings:
     extra: Mapping[str, Any] = field(default_factory=dict)
     #: The names some source set (not left at their default).
     given: frozenset[str] = frozenset()
+    # -- schema registry (avro, protobuf and json_schema codecs) --
+    #: URL of a Confluent-compatible schema registry (``http://host:8081``).
+    schema_registry_url: str = ""
+    #: Basic-auth credentials for the registry, ``USER:PASSWORD`` ("" for none).
+    schema_registry_basic_auth: str = ""
+    #: Register a topic's schema on first use; off: it must be registered already.
+    schema_registry_auto_register: bool = True
+    #: How subjects are named: ``topic`` ({topic}-value), ``record`` or ``topic_record``.
+    schema_registry_subject_strategy: str = "topic"
 
     def __post_init__(self) -> None:
         self._check("processing_guarantee", GUARANTEES)

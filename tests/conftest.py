@@ -1,8 +1,12 @@
-"""Fixtures shared by every test: a real Kafka for tests marked ``@pytest.mark.kafka``.
+"""Fixtures shared by every test: a real Kafka for tests marked ``@pytest.mark.kafka``,
+a real schema registry for the schema codecs' tests.
 
 ``KAFKA_BOOTSTRAP_SERVERS`` points the tests at an existing cluster; otherwise
 the session shares (or starts) the broker recorded in ``./.kafka`` and stops it
 at the end if it started it and nobody else is using it.
+``SCHEMA_REGISTRY_URL`` points them at an existing Confluent-compatible
+registry; otherwise the session starts Apicurio Registry (recorded in
+``./.schema-registry``) when a test first needs it, and stops it at the end.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from fluvial.testing.kafka_server import KafkaServer
+from fluvial.testing.schema_registry import SchemaRegistryServer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -80,3 +85,20 @@ def kafka_sasl_ssl(kafka_bootstrap: str) -> tuple[str, Path]:
         pytest.skip("the running test broker predates its SASL_SSL listener: "
                     "python -m fluvial.testing.kafka_server stop, then rerun")
     return bootstrap, server.ca_file
+
+
+@pytest.fixture(scope="session")
+def schema_registry_url() -> Iterator[str]:
+    """The Confluent-compatible API of a running schema registry."""
+    external = os.environ.get("SCHEMA_REGISTRY_URL")
+    if external:
+        yield external
+        return
+    server = SchemaRegistryServer(REPO_ROOT / ".schema-registry")
+    started = server.status() is None  # one left running (CLI start) is reused, not stopped
+    url = server.start()
+    try:
+        yield url
+    finally:
+        if started:
+            server.stop()

@@ -131,3 +131,17 @@ def test_fluvial_pipelines_run_end_to_end_on_the_memory_transport(tmp_path: Path
     eos = runs["table-eos"]
     assert eos["status"] == "ok"
     assert eos["extra"]["table_total"] == 3000
+
+
+def test_avro_orders_are_what_confluent_kafka_reads(schema_registry_url: str) -> None:
+    """The Avro bench input: the Confluent wire format, decodable with the pipeline's schema."""
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+    from confluent_kafka.schema_registry.avro import AvroDeserializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+
+    topic = f"bench-avro-{uuid.uuid4().hex[:8]}"
+    encode = kafka.avro_encoder(schema_registry_url, topic)
+    deserialize = AvroDeserializer(SchemaRegistryClient({"url": schema_registry_url}))
+    ctx = SerializationContext(topic, MessageField.VALUE)
+    for _key, fields in orders(50):
+        assert deserialize(encode(fields), ctx) == fields

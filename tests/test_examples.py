@@ -78,3 +78,17 @@ async def test_joins(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert "c1 ordered 5.0 (gold)" in out
     assert "c9 ordered 2.0 (unknown)" in out
+
+
+async def test_avro_orders(schema_registry_url: str, monkeypatch: pytest.MonkeyPatch,
+                           capsys: pytest.CaptureFixture[str]) -> None:
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+
+    monkeypatch.setenv("FLUVIAL_SCHEMA_REGISTRY_URL", schema_registry_url)
+    module = load("avro_orders")
+    async with TestDriver(module.app) as driver:
+        await driver.advance(2.5)
+    lines = capsys.readouterr().out.splitlines()
+    assert len([line for line in lines if line.startswith("alice paid 9.99 at ")]) == 2
+    registry = SchemaRegistryClient({"url": schema_registry_url})
+    assert registry.get_latest_version("avro-orders-value").schema.schema_type == "AVRO"

@@ -6,7 +6,8 @@ quixstreams'), so this module uses the standard library only. Scripts import it 
 
 Settings come from the environment, set by ``bench.run``:
 
-BENCH_PIPELINE   ``plain``, ``table`` or ``table-eos`` (table with exactly-once; fluvial only)
+BENCH_PIPELINE   ``plain``, ``table`` or ``table-eos`` (table with exactly-once; fluvial only),
+                 ``plain-avro`` or ``table-avro`` (Avro values on a schema registry; fluvial only)
 BENCH_EVENTS     N, the number of events after which the pipeline reports and stops
 BENCH_TOPIC      source topic (8 partitions, already filled on Kafka)
 BENCH_APP_ID     application id / consumer group, unique per run
@@ -29,6 +30,9 @@ ACCOUNTS = 1000
 PRODUCTS = 100
 PARTITIONS = 8
 SEED = 7
+PIPELINES = ("plain", "table", "table-eos", "plain-avro", "table-avro")
+#: The Avro name of the order record (its schema is derived from fluvial's Order Record).
+AVRO_ORDER_NAME = "bench.Order"
 
 
 def orders(n: int, seed: int = SEED) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -56,8 +60,8 @@ class Settings:
     @classmethod
     def from_env(cls) -> Settings:
         pipeline = os.environ["BENCH_PIPELINE"]
-        if pipeline not in ("plain", "table", "table-eos"):
-            raise SystemExit("BENCH_PIPELINE must be 'plain', 'table' or 'table-eos', "
+        if pipeline not in PIPELINES:
+            raise SystemExit(f"BENCH_PIPELINE must be one of {', '.join(PIPELINES)}, "
                              f"not {pipeline!r}")
         return cls(
             pipeline=pipeline,

@@ -7,6 +7,8 @@ plain: an agent iterates the orders stream and counts.
 table: the Faust README example, group_by on the account id then a Table increment
 (the key is a function returning ``order.account_id`` that also starts the clock).
 table-eos: the same with ``processing_guarantee="exactly_once"`` (transactions).
+plain-avro, table-avro: plain and table with Avro values in the Confluent wire format
+(``serializer="avro"``, schema registry at ``FLUVIAL_SCHEMA_REGISTRY_URL``).
 
 On ``memory://`` the broker lives inside this process, so a task first sends the N
 orders with ``topic.send`` and the agent starts iterating only once they are all
@@ -26,7 +28,7 @@ import signal
 import time
 from typing import Any
 
-from _common import PARTITIONS, Settings, orders, write_result
+from _common import AVRO_ORDER_NAME, PARTITIONS, Settings, orders, write_result
 
 import fluvial as faust
 
@@ -35,9 +37,14 @@ N = settings.events
 STORE = "memory://"
 BROKER = os.environ.get("FLUVIAL_BROKER", f"kafka://{settings.bootstrap or 'localhost:9092'}")
 IN_MEMORY = BROKER.startswith("memory")
+AVRO = settings.pipeline.endswith("-avro")
+PIPELINE = settings.pipeline.removesuffix("-avro")
+RECORD_OPTIONS: dict[str, Any] = (
+    {"serializer": "avro", "namespace": AVRO_ORDER_NAME} if AVRO else {"serializer": "json"}
+)
 
 
-class Order(faust.Record, serializer="json"):
+class Order(faust.Record, **RECORD_OPTIONS):
     account_id: str
     product_id: str
     amount: int
@@ -73,7 +80,7 @@ def finish(first_ts: float, last_ts: float, **extra: Any) -> None:
         settings,
         system="fluvial",
         version=getattr(faust, "__version__", "?"),
-        store=STORE if settings.pipeline != "plain" else "-",
+        store=STORE if PIPELINE != "plain" else "-",
         events=N,
         first_ts=first_ts,
         last_ts=last_ts,
@@ -83,7 +90,7 @@ def finish(first_ts: float, last_ts: float, **extra: Any) -> None:
     os.kill(os.getpid(), signal.SIGTERM)
 
 
-if settings.pipeline == "plain":
+if PIPELINE == "plain":
 
     @app.agent(orders_topic)
     async def count_orders(orders: faust.Stream[Order]) -> None:

@@ -63,13 +63,13 @@ class Subscription:
         self.topic = topic
         self.buffers: list[EventBuffer] = []
         self.decode_key: Callable[[bytes | None], Any] = topic.schema.key_decoder(
-            default_serializer=conf.key_serializer
+            default_serializer=conf.key_serializer, channel=topic
         )
         self.decode_value: Callable[[bytes | None], Any] = topic.schema.value_decoder(
-            default_serializer=conf.value_serializer
+            default_serializer=conf.value_serializer, channel=topic
         )
         self.convert_key, self.convert_value = topic.schema.fast_converters(
-            conf.key_serializer, conf.value_serializer
+            conf.key_serializer, conf.value_serializer, channel=topic
         )
         self.policy = topic.on_decode_error or conf.decode_error_policy
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..clock import wait_within
 from ..exceptions import FluvialError, ProducerFenced
+from ..schemas.startup import prepare_schemas
 from .conductor import leader_topic_name
 from .membership import group_client_id
 from .watchdog import watch_processing
@@ -57,6 +58,8 @@ async def start_app(app: App) -> None:
         await asyncio.sleep(0)
     await app.declare_topics(app.conductor.topics)
     await app.declare_topics(t.changelog_topic for t in app.tables)
+    # Schema registry codecs: an incompatible schema stops the worker here.
+    await prepare_schemas(app, [*app.topics, *(t.changelog_topic for t in app.tables)])
     if conf.decode_error_policy == "dead_letter" or any(
         getattr(t, "on_decode_error", None) == "dead_letter" for t in app.conductor.topics
     ):

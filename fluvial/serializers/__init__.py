@@ -25,9 +25,11 @@ from typing import Any
 import msgspec
 
 from fluvial.codecs import JSON_CODEC, RAW_CODEC, Codec, CodecArg, get_codec, json_dumps
-from fluvial.exceptions import KeyDecodeError, SerializationError, ValueDecodeError
+from fluvial.exceptions import FluvialError, KeyDecodeError, SerializationError, ValueDecodeError
 from fluvial.models.convert import is_foreign_model, is_model_class
 from fluvial.models.registry import maybe_model
+from fluvial.schemas.codec import SchemaCodec
+from fluvial.schemas.errors import SchemaRegistryUnavailable
 
 __all__ = ["Decoder", "Encoder", "Registry", "Schema", "codecs"]
 
@@ -41,6 +43,13 @@ def _want_str(value: Any) -> Any:
 
 def _want_bytes(value: Any) -> Any:
     return value.encode() if isinstance(value, str) else value
+
+
+def _bind(codec: Codec, channel: Any, field: str, typ: Any) -> Codec:
+    """A schema registry codec bound to ``channel``'s app and topic; other codecs as they are."""
+    if channel is not None and isinstance(codec, SchemaCodec):
+        return codec.bind(channel.app, channel.topics[0], field, typ)
+    return codec
 
 
 def _model_serializer(typ: Any) -> CodecArg:
@@ -58,6 +67,8 @@ def _payload_converter(typ: Any, codec: Codec) -> Callable[[Any], Any]:
     is_json = codec is JSON_CODEC
     is_raw = codec is RAW_CODEC
     loads = codec.loads
+    if getattr(codec, "typed", False):
+        return loads  # the codec yields values of ``typ`` (schema registry codecs)
     if typ is None:
         if is_raw:
             return bytes
@@ -105,8 +116,8 @@ def _make_decoder(
             return None
         try:
             return convert(data)
-        except MemoryError:
-            raise
+        except (MemoryError, SchemaRegistryUnavailable):
+            raise  # not the message's fault: no decode error
         except Exception as exc:
             raise error(
                 f"cannot decode {what} as {type_name} with codec {codec!r}: "
@@ -116,7 +127,9 @@ def _make_decoder(
     return decode
 
 
-def _make_encoder(typ: Any, codec: Codec, what: str) -> Encoder:
+def _make_encoder(
+    typ: Any, codec: Codec, what: str, bind: Callable[[Codec], Codec] | None = None
+) -> Encoder:
     codec_dumps = codec.dumps
     fast_json = codec is JSON_CODEC
     raw_str = codec is RAW_CODEC
@@ -132,6 +145,8 @@ def _make_encoder(typ: Any, codec: Codec, what: str) -> Encoder:
             if getattr(value, "__is_model__", False):
                 own = value._options.serializer
                 if own:
+                    if bind is not None:
+                        return bind(get_codec(own)).dumps(value)
                     return value.dumps(serializer=own)  # type: ignore[no-any-return]
                 if fast_json:
                     return json_dumps(value._representation_shallow())
@@ -139,7 +154,7 @@ def _make_encoder(typ: Any, codec: Codec, what: str) -> Encoder:
             if dataclasses.is_dataclass(value) or isinstance(value, msgspec.Struct):
                 return codec_dumps(value) if fast_json else codec_dumps(_plain(value))
             return codec_dumps(value)
-        except SerializationError:
+        except FluvialError:
             raise
         except Exception as exc:
             raise SerializationError(
@@ -211,7 +226,7 @@ class Schema:
     # -- compiled callables for the runtime ----------------------------------
 
     def _cached(
-        self, kind: str, serializer: CodecArg, default: CodecArg, make: Callable[[], Any]
+        self, kind: str, serializer: CodecArg, default: Any, make: Callable[[], Any]
     ) -> Any:
         key = (kind, serializer, default)
         fn = self._cache.get(key)
@@ -220,33 +235,41 @@ class Schema:
         return fn
 
     def key_decoder(
-        self, default_serializer: CodecArg = "raw", *, serializer: CodecArg = None
+        self, default_serializer: CodecArg = "raw", *, serializer: CodecArg = None,
+        channel: Any = None,
     ) -> Decoder:
-        """Return ``decode(bytes | None) -> key`` raising :class:`KeyDecodeError`."""
-        codec = get_codec(serializer or self.key_serializer or default_serializer)
+        """Return ``decode(bytes | None) -> key`` raising :class:`KeyDecodeError`.
+
+        ``channel`` (the topic) binds a schema registry codec to its subject.
+        """
+        codec = _bind(get_codec(serializer or self.key_serializer or default_serializer),
+                      channel, "key", self.key_type)
         return self._cached(  # type: ignore[no-any-return]
             "kd",
             serializer,
-            default_serializer,
+            (default_serializer, channel),
             lambda: _make_decoder(self.key_type, codec, KeyDecodeError, "key", False),
         )
 
     def value_decoder(
-        self, default_serializer: CodecArg = "json", *, serializer: CodecArg = None
+        self, default_serializer: CodecArg = "json", *, serializer: CodecArg = None,
+        channel: Any = None,
     ) -> Decoder:
         """Return ``decode(bytes | None) -> value`` raising :class:`ValueDecodeError`."""
-        codec = get_codec(serializer or self.value_serializer or default_serializer)
+        codec = _bind(get_codec(serializer or self.value_serializer or default_serializer),
+                      channel, "value", self.value_type)
         return self._cached(  # type: ignore[no-any-return]
             "vd",
             serializer,
-            default_serializer,
+            (default_serializer, channel),
             lambda: _make_decoder(
                 self.value_type, codec, ValueDecodeError, "value", self.allow_empty
             ),
         )
 
     def fast_converters(
-        self, key_default: CodecArg = "raw", value_default: CodecArg = "json"
+        self, key_default: CodecArg = "raw", value_default: CodecArg = "json", *,
+        channel: Any = None,
     ) -> tuple[Decoder | None, Decoder]:
         """The bare ``bytes -> key`` / ``bytes -> value`` converters for batch decoding.
 
@@ -255,34 +278,42 @@ class Schema:
         :meth:`value_decoder` per message when anything fails. The key
         converter is ``None`` when keys pass through as they are (raw bytes).
         """
-        key_codec = get_codec(self.key_serializer or key_default)
-        value_codec = get_codec(self.value_serializer or value_default)
+        key_codec = _bind(get_codec(self.key_serializer or key_default), channel, "key",
+                          self.key_type)
+        value_codec = _bind(get_codec(self.value_serializer or value_default), channel, "value",
+                            self.value_type)
         key = _payload_converter(self.key_type, key_codec)
         value = _payload_converter(self.value_type, value_codec)
         return (None if key is bytes else key), value
 
     def key_encoder(
-        self, default_serializer: CodecArg = "raw", *, serializer: CodecArg = None
+        self, default_serializer: CodecArg = "raw", *, serializer: CodecArg = None,
+        channel: Any = None,
     ) -> Encoder:
         """Return ``encode(key) -> bytes | None``."""
-        codec = get_codec(serializer or self.key_serializer or default_serializer)
+        codec = _bind(get_codec(serializer or self.key_serializer or default_serializer),
+                      channel, "key", self.key_type)
         return self._cached(  # type: ignore[no-any-return]
             "ke",
             serializer,
-            default_serializer,
-            lambda: _make_encoder(self.key_type, codec, "key"),
+            (default_serializer, channel),
+            lambda: _make_encoder(self.key_type, codec, "key",
+                                  lambda c: _bind(c, channel, "key", self.key_type)),
         )
 
     def value_encoder(
-        self, default_serializer: CodecArg = "json", *, serializer: CodecArg = None
+        self, default_serializer: CodecArg = "json", *, serializer: CodecArg = None,
+        channel: Any = None,
     ) -> Encoder:
         """Return ``encode(value) -> bytes | None``."""
-        codec = get_codec(serializer or self.value_serializer or default_serializer)
+        codec = _bind(get_codec(serializer or self.value_serializer or default_serializer),
+                      channel, "value", self.value_type)
         return self._cached(  # type: ignore[no-any-return]
             "ve",
             serializer,
-            default_serializer,
-            lambda: _make_encoder(self.value_type, codec, "value"),
+            (default_serializer, channel),
+            lambda: _make_encoder(self.value_type, codec, "value",
+                                  lambda c: _bind(c, channel, "value", self.value_type)),
         )
 
     # -- one-off calls ----------------------------------------------------------
@@ -306,14 +337,17 @@ class Schema:
         return self.value_decoder(default_serializer, serializer=serializer)(data)
 
     def dumps_key(
-        self, key: Any, *, default_serializer: CodecArg = "raw", serializer: CodecArg = None
+        self, key: Any, *, default_serializer: CodecArg = "raw", serializer: CodecArg = None,
+        channel: Any = None,
     ) -> bytes | None:
-        return self.key_encoder(default_serializer, serializer=serializer)(key)
+        return self.key_encoder(default_serializer, serializer=serializer, channel=channel)(key)
 
     def dumps_value(
-        self, value: Any, *, default_serializer: CodecArg = "json", serializer: CodecArg = None
+        self, value: Any, *, default_serializer: CodecArg = "json", serializer: CodecArg = None,
+        channel: Any = None,
     ) -> bytes | None:
-        return self.value_encoder(default_serializer, serializer=serializer)(value)
+        return self.value_encoder(default_serializer, serializer=serializer,
+                                  channel=channel)(value)
 
     def __repr__(self) -> str:
         def show(x: Any) -> str:

@@ -120,10 +120,15 @@ class Table(MutableMapping[Any, Any]):
             internal=True,
             config=extra_topic_configs,
         )
-        self.encode_key = self.changelog_topic.schema.key_encoder(default_serializer="json")
-        self.encode_value = self.changelog_topic.schema.value_encoder(default_serializer="json")
-        self.decode_key = self.changelog_topic.schema.key_decoder(default_serializer="json")
-        self.decode_value = self.changelog_topic.schema.value_decoder(default_serializer="json")
+        changelog = self.changelog_topic
+        self.encode_key = changelog.schema.key_encoder(default_serializer="json",
+                                                       channel=changelog)
+        self.encode_value = changelog.schema.value_encoder(default_serializer="json",
+                                                           channel=changelog)
+        self.decode_key = changelog.schema.key_decoder(default_serializer="json",
+                                                       channel=changelog)
+        self.decode_value = changelog.schema.value_decoder(default_serializer="json",
+                                                           channel=changelog)
         #: Whether a subclass overrides on_key_get/on_key_set/on_key_del (called only then).
         cls = type(self)
         self._key_hooks = (cls.on_key_get is not Table.on_key_get
