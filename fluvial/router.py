@@ -1,18 +1,25 @@
 """``app.router``: which worker holds a key (Faust's Router API).
 
-A key's partition is computed as the producer does (murmur2 of the key
-encoded with the table's, or the topic's, key serializer); the worker is
-the one assigned that partition in the latest membership view
-(:mod:`fluvial.runtime.membership`, refreshed after every rebalance), and its
-URL is the ``canonical_url`` it advertises. For partitions this worker holds
-the answer comes from its own assignment, so it is never stale.
+A key's partition is computed as the producer does: murmur2 of the key
+encoded as a message key of the app's topics (the ``key_serializer``
+setting, or the key type's own), which is where ``group_by`` and
+``topic.send(key=...)`` put it and so where a co-partitioned table holds it.
+A table with ``use_partitioner=True`` places its writes by its changelog key
+instead, and is routed that way. The worker is the one assigned that
+partition in the latest membership view (:mod:`fluvial.runtime.membership`,
+refreshed after every rebalance), and its URL is the ``canonical_url`` it
+advertises. For partitions this worker holds the answer comes from its own
+assignment, so it is never stale; a view naming this worker for a partition
+it does not hold (it was just revoked) means the owner is not known yet.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .exceptions import RouterError, SameNode
+from .serializers import Schema
 from .tables.standby import standby_placement
 from .transport.partitioner import partition_for_key
 
@@ -20,6 +27,7 @@ if TYPE_CHECKING:
     from .app import App
     from .channels import Topic
     from .runtime.membership import GroupView
+    from .tables import Table
     from .web import Request, Response, Web
 
 __all__ = ["Router"]
@@ -33,6 +41,7 @@ class Router:
 
     def __init__(self, app: App) -> None:
         self.app = app
+        self._key_encoders: dict[str, Callable[[Any], bytes | None]] = {}
 
     @property
     def view(self) -> GroupView:
@@ -40,16 +49,26 @@ class Router:
 
     # -- keys ---------------------------------------------------------------------------
 
+    def table_partition(self, table: Table, key: Any) -> int:
+        """The partition of ``table`` that holds ``key``."""
+        if table.use_partitioner:
+            encoded = table.encode_key(key)
+        else:
+            encode = self._key_encoders.get(table.name)
+            if encode is None:
+                schema = Schema(key_type=table.key_type)
+                encode = self._key_encoders[table.name] = schema.key_encoder(
+                    self.app.conf.key_serializer)
+            encoded = encode(key)
+        if encoded is None:
+            raise RouterError(f"Table {table.name!r}: a None key has no partition")
+        return partition_for_key(encoded, table.partitions)
+
     def key_store(self, table_name: str, key: Any) -> str:
         """The URL of the worker that owns ``key``'s partition of table ``table_name``."""
-        table = self.app.tables[table_name]
-        encoded = table.encode_key(key)
-        if encoded is None:
-            raise RouterError(f"Table {table_name!r}: a None key has no partition")
-        partition = partition_for_key(encoded, table.partitions)
-        conf = self.app.conf
+        partition = self.table_partition(self.app.tables[table_name], key)
         if partition in {tp.partition for tp in self.app.conductor.assignment()}:
-            return conf.canonical_url
+            return self.app.conf.canonical_url
         owner = self.view.partition_owners().get(partition)
         return self._url_of(owner, f"partition {partition} of table {table_name!r}")
 
@@ -72,8 +91,11 @@ class Router:
                             f"partition {tp.partition} of topic {name!r}")
 
     def _url_of(self, key: str | None, what: str) -> str:
+        """The URL of the worker ``key`` of the view (this worker's URL is not taken:
+        it holds the partition only if its assignment says so, checked before)."""
         for worker in self.view.workers:
-            if worker.key == key and worker.url is not None:
+            if (worker.key == key and worker.url is not None
+                    and worker.url != self.app.conf.canonical_url):
                 return worker.url
         raise RouterError(f"No worker of group {self.app.conf.id!r} is known to hold {what} "
                           "(the group is rebalancing, or the worker does not run yet)")
@@ -99,10 +121,7 @@ class Router:
         except RouterError as exc:
             raise unavailable(str(exc)) from exc
         if owner == self.app.conf.canonical_url:
-            table = self.app.tables[table_name]
-            encoded = table.encode_key(key)
-            assert encoded is not None  # key_store refused a None key
-            partition = partition_for_key(encoded, table.partitions)
+            partition = self.table_partition(self.app.tables[table_name], key)
             if partition in self.app.tables.recovering:
                 raise unavailable(f"{what}: partition {partition} is still being restored")
             raise SameNode(what)
