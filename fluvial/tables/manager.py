@@ -38,6 +38,8 @@ class TableManager:
         self._generation = 0
         #: Whether partitions are handed out by a group (else every write is local).
         self._assigned = False
+        #: Partition numbers assigned whose stores are being opened (not readable yet).
+        self._opening: set[int] = set()
 
     def add(self, table: Table) -> Table:
         if table.name in self._tables:
@@ -147,7 +149,20 @@ class TableManager:
         caller must not process events of those partitions until
         ``on_restored`` is awaited with them. Without ``on_restored`` (no
         conductor to pause partitions), waits until every partition is restored.
+        Until it returns, the assigned partitions count as :attr:`recovering`
+        (their changelog ends are being read: a read could see an old value).
         """
+        opening = {tp.partition for tp in assigned} - self._opening
+        self._opening |= opening
+        try:
+            return await self._open_assigned(assigned, on_restored)
+        finally:
+            self._opening -= opening
+
+    async def _open_assigned(
+        self, assigned: set[TP],
+        on_restored: Callable[[set[int]], Awaitable[None]] | None,
+    ) -> set[int]:
         if not self._tables:
             return set()
         partitions = {tp.partition for tp in assigned}
@@ -238,8 +253,9 @@ class TableManager:
 
     @property
     def recovering(self) -> set[int]:
-        """Partition numbers whose tables are still being restored."""
-        return self._reader.partitions if self._reader is not None else set()
+        """Partition numbers whose tables are still being restored (or opened)."""
+        restoring = self._reader.partitions if self._reader is not None else set()
+        return restoring | self._opening
 
     async def stop_recovery(self) -> None:
         """Cancel any recovery and release the restore consumer (idempotent)."""
