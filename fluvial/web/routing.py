@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 __all__ = ["FORWARDED_BY", "Forwarder", "table_route", "topic_route"]
 
 logger = logging.getLogger(__name__)
+# httpx logs every request at INFO: one line per forwarded request in the worker's log.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 #: Header of a forwarded request: the URL of the worker that forwarded it.
 FORWARDED_BY = "x-fluvial-forwarded-by"
