@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint unit kafka-up kafka-down bench faults clean
+.PHONY: demo test lint unit kafka-up kafka-down bench bench-web faults clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ kafka-down: $(STAMP)
 ## Throughput benchmarks against faust-streaming and quixstreams on the same broker.
 bench: $(STAMP)
 	$(PY) -m bench.run
+
+## Event latency with and without web traffic, and table_route request latency (Kafka, ~90 s).
+bench-web: $(STAMP)
+	$(PY) -m bench.web
 
 ## Full-size fault runs: 1,000,000 events, three brokers, three workers, every fault.
 faults: $(STAMP)
