@@ -34,7 +34,10 @@ logger = logging.getLogger(__name__)
 def bind(host: str, port: int) -> socket.socket:
     """A listening TCP socket on ``host:port``; a clear error when it is taken."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not the default 0: asyncio sets TCP_NODELAY only on sockets whose
+    # proto says TCP, and without it a keep-alive client waits 40 ms per answer
+    # (Nagle's algorithm against the client's delayed ACK).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))

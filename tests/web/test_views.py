@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -252,3 +253,16 @@ async def test_web_in_thread_serves_and_stops(unique: Callable[[str], str]) -> N
         url = str(client.base_url)
     with pytest.raises(httpx.ConnectError):
         httpx.get(url + "/hello/")
+
+
+async def test_keep_alive_answers_are_not_held_back(unique: Callable[[str], str]) -> None:
+    """Answers on a kept-alive connection go out at once (TCP_NODELAY): without it
+    Nagle's algorithm holds each answer's body for the client's delayed ACK, 40 ms."""
+    app = build(unique("nodelay"), "memory://" + unique("b"))
+    async with served(app) as client:
+        await client.get("/hello/")  # the connection is open: only kept-alive requests below
+        started = time.perf_counter()
+        for _ in range(30):
+            assert (await client.get("/hello/")).status_code == 200
+        took = time.perf_counter() - started
+    assert took < 0.6, f"30 requests on one connection took {took:.2f} s"
