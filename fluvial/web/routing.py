@@ -38,6 +38,10 @@ logging.getLogger("httpx").setLevel(logging.WARNING)
 FORWARDED_BY = "x-fluvial-forwarded-by"
 #: Seconds a client should wait before asking again while ownership moves.
 RETRY_AFTER_S = 1
+#: Forwarded requests waiting for their answers at once (the pool's connections);
+#: beyond, a request is answered 503 at once instead of queueing in the pool, whose
+#: bookkeeping grows with its queue and would take the worker's loop from the agents.
+MAX_IN_FLIGHT = 100
 #: Hop-by-hop headers, not passed on either way.
 _HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
@@ -55,6 +59,7 @@ class Forwarder:
     def __init__(self, app: App) -> None:
         self.app = app
         self._client: httpx.AsyncClient | None = None
+        self._in_flight = 0
 
     @property
     def client(self) -> httpx.AsyncClient:
@@ -62,7 +67,8 @@ class Forwarder:
             timeout = self.app.conf.web_forward_timeout
             self._client = httpx.AsyncClient(
                 timeout=httpx.Timeout(timeout, connect=min(timeout, 2.0)),
-                limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+                limits=httpx.Limits(max_connections=MAX_IN_FLIGHT,
+                                    max_keepalive_connections=20),
             )
         return self._client
 
@@ -82,6 +88,17 @@ class Forwarder:
         return await self.forward(owner, request)
 
     async def forward(self, owner: str, request: Request) -> Response:
+        """Send ``request`` to ``owner``; its answer, or a 503 if it does not come."""
+        if self._in_flight >= MAX_IN_FLIGHT:
+            raise unavailable(f"{MAX_IN_FLIGHT} requests forwarded by this worker are "
+                              "waiting for answers: try again shortly")
+        self._in_flight += 1
+        try:
+            return await self._forward(owner, request)
+        finally:
+            self._in_flight -= 1
+
+    async def _forward(self, owner: str, request: Request) -> Response:
         target = owner.rstrip("/") + request.url.path
         if request.url.query:
             target += "?" + request.url.query
