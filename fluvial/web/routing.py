@@ -42,6 +42,10 @@ RETRY_AFTER_S = 1
 #: beyond, a request is answered 503 at once instead of queueing in the pool, whose
 #: bookkeeping grows with its queue and would take the worker's loop from the agents.
 MAX_IN_FLIGHT = 100
+#: Seconds an idle pooled connection is kept: below the workers' own keep-alive
+#: timeout (uvicorn's 5 s), so a forward never reuses a connection the other worker
+#: is closing at that moment (a ReadError, answered 503).
+KEEPALIVE_S = 2.0
 #: Hop-by-hop headers, not passed on either way.
 _HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
@@ -68,7 +72,8 @@ class Forwarder:
             self._client = httpx.AsyncClient(
                 timeout=httpx.Timeout(timeout, connect=min(timeout, 2.0)),
                 limits=httpx.Limits(max_connections=MAX_IN_FLIGHT,
-                                    max_keepalive_connections=20),
+                                    max_keepalive_connections=20,
+                                    keepalive_expiry=KEEPALIVE_S),
             )
         return self._client
 

@@ -55,7 +55,10 @@ class Worker:
     client: httpx.AsyncClient = field(init=False)
 
     def __post_init__(self) -> None:
-        self.client = httpx.AsyncClient(base_url=self.url, timeout=CLIENT_TIMEOUT_S)
+        # Idle connections are dropped before the server's keep-alive timeout (5 s)
+        # could close one just as a request reuses it.
+        self.client = httpx.AsyncClient(base_url=self.url, timeout=CLIENT_TIMEOUT_S,
+                                        limits=httpx.Limits(keepalive_expiry=1.0))
 
     def check_alive(self) -> None:
         if self.proc.poll() is not None:
