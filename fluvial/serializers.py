@@ -101,9 +101,7 @@ def _make_decoder(
             return None
         try:
             return convert(data)
-        except MemoryError:
-            raise
-        except Exception as exc:
+        except Exception as exc:  # MemoryError too: a payload asking for more than there is
             raise error(
                 f"cannot decode {what} as {type_name} with codec {codec!r}: "
                 f"{type(exc).__name__}: {exc}"
