@@ -122,13 +122,20 @@ class App:
     def agent(self, channel: str | Channel[Any] | None = None, *, name: str | None = None,
               concurrency: int = 1, sink: Iterable[Any] | None = None,
               isolated_partitions: bool = False, supervisor_strategy: str | None = None,
+              on_error: str | None = None,
               **kwargs: Any) -> Callable[[Callable[..., Any]], Agent]:
-        """Decorator: an async function (or async generator) over a stream."""
+        """Decorator: an async function (or async generator) over a stream.
+
+        ``on_error`` (``skip``, ``retry``, ``dead_letter``, ``stop``; default the
+        ``processing_error_policy`` setting) decides what becomes of an event
+        the agent raises on.
+        """
 
         def decorate(fun: Callable[..., Any]) -> Agent:
             agent = Agent(fun, app=self, channel=channel, name=name, concurrency=concurrency,
                           sink=sink, isolated_partitions=isolated_partitions,
-                          supervisor_strategy=supervisor_strategy, **kwargs)
+                          supervisor_strategy=supervisor_strategy, on_error=on_error,
+                          **kwargs)
             if agent.name in self.agents:
                 raise ImproperlyConfigured(f"An agent named {agent.name!r} already exists")
             self.agents[agent.name] = agent

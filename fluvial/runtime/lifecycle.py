@@ -53,7 +53,7 @@ async def start_app(app: App) -> None:
     await app.declare_topics(t.changelog_topic for t in app.tables)
     if conf.decode_error_policy == "dead_letter" or any(
         getattr(t, "on_decode_error", None) == "dead_letter" for t in app.conductor.topics
-    ):
+    ) or any(agent.errors.policy == "dead_letter" for agent in app.agents.values()):
         await app.declare_topics([app.topic(conf.dead_letter_topic_name, internal=True)])
     await _check_copartitioned(app)
     services = []
