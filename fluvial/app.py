@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from .agents import Agent
 from .agents.replies import ReplyConsumer
-from .channels import Channel, Topic
+from .channels import Channel, Topic, TopicDeclarations
 from .clock import Clock, SystemClock
 from .exceptions import ImproperlyConfigured, WorkerStopped
 from .router import Router
@@ -45,6 +45,7 @@ class App:
         self.agents: dict[str, Agent] = {}
         self.topics: list[Channel[Any]] = []
         self._topics_by_name: dict[str, Topic[Any]] = {}
+        self._declarations = TopicDeclarations()
         #: Groups of topics/tables that must be co-partitioned (joins).
         self._copartitioned: list[tuple[Any, ...]] = []
         self.tables = TableManager(self)
@@ -108,8 +109,13 @@ class App:
     # -- declarations ------------------------------------------------------------
 
     def topic(self, *topics: str, **kwargs: Any) -> Topic[Any]:
-        """A Kafka topic (``app.topic('orders', value_type=Order)``)."""
+        """A Kafka topic (``app.topic('orders', value_type=Order)``).
+
+        Declaring a topic again with another partition count or serializer is
+        refused: only one of them could be true of the topic.
+        """
         topic: Topic[Any] = Topic(self, topics=topics, **kwargs)
+        self._declarations.check(topic)
         self.topics.append(topic)
         return topic
 
