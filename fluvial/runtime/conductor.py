@@ -465,10 +465,11 @@ class Conductor:
             raise ConsumerFailed(
                 f"the group moved on without this worker ({exc}); its table writes since "
                 "the last checkpoint are dropped, not sent to the changelogs") from exc
-        except TransportError:
-            # Not a verdict on membership (e.g. the consumer is stopping): the
-            # checkpoint's own commit reports real failures.
-            return
+        except TransportError as exc:
+            # Not a verdict on membership (the broker unreachable, the consumer
+            # stopping): the changelogs go out, the checkpoint's own commit decides.
+            logger.warning("Could not check that the group still counts this worker as a "
+                           "member before its table changelogs go out (%s)", exc)
 
     async def _topics_declared(self) -> None:
         """Wait for topics ``send_soon`` is creating: their messages would hold up the
