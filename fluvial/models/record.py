@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from fluvial.codecs import JSON_CODEC, Codec, CodecArg, get_codec, json_dumps
-from fluvial.exceptions import FieldValidationError
+from fluvial.exceptions import FieldValidationError, SerializationError
 from fluvial.models import building
 from fluvial.models.options import ModelOptions
 from fluvial.models.registry import BLESSED_KEY, registry
@@ -230,14 +230,29 @@ class Record:
         default_serializer: CodecArg = None,
         serializer: CodecArg = None,
     ) -> R:
-        """Decode bytes; the class's ``serializer`` option wins, as in Faust."""
-        return cls._decoder(serializer or default_serializer)(s)
+        """Decode bytes; the class's ``serializer`` option wins, as in Faust.
+
+        Raises :class:`SerializationError` (or its :class:`ValidationError`)
+        whatever is wrong with ``s``.
+        """
+        decode = cls._decoder(serializer or default_serializer)
+        try:
+            return decode(s)
+        except SerializationError:
+            raise
+        except Exception as exc:
+            raise _not_decodable(cls, exc) from exc
 
     @classmethod
     def loads_many(cls: type[R], payloads: Iterable[bytes], serializer: CodecArg = None) -> list[R]:
         """Decode a batch of payloads with one compiled decoder."""
         decode = cls._decoder(serializer)
-        return [decode(p) for p in payloads]
+        try:
+            return [decode(p) for p in payloads]
+        except SerializationError:
+            raise
+        except Exception as exc:
+            raise _not_decodable(cls, exc) from exc
 
     # -- representation -------------------------------------------------------
 
@@ -379,3 +394,7 @@ def _canonical_name(cls: type) -> str:
 
 #: Faust's base model name; Record is the only kind of model fluvial has.
 Model = Record
+
+
+def _not_decodable(cls: type[Any], exc: Exception) -> SerializationError:
+    return SerializationError(f"cannot decode {cls.__name__}: {type(exc).__name__}: {exc}")
