@@ -85,6 +85,11 @@ class ValidationError(SerializationError):
     """A model field failed validation."""
 
 
+class ModelDecodeError(SerializationError, ValueError):
+    """A payload does not decode into a model (missing fields, not an object, ...);
+    a ``ValueError`` too, as the underlying decoders' errors are."""
+
+
 class FieldValidationError(ValidationError):
     """A Record field failed validation; ``field`` is its FieldDescriptor (as in Faust)."""
 

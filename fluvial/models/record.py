@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from fluvial.codecs import JSON_CODEC, Codec, CodecArg, get_codec, json_dumps
-from fluvial.exceptions import FieldValidationError, SerializationError
+from fluvial.exceptions import FieldValidationError, ModelDecodeError, SerializationError
 from fluvial.models import building
 from fluvial.models.options import ModelOptions
 from fluvial.models.registry import BLESSED_KEY, registry
@@ -396,5 +396,5 @@ def _canonical_name(cls: type) -> str:
 Model = Record
 
 
-def _not_decodable(cls: type[Any], exc: Exception) -> SerializationError:
-    return SerializationError(f"cannot decode {cls.__name__}: {type(exc).__name__}: {exc}")
+def _not_decodable(cls: type[Any], exc: Exception) -> ModelDecodeError:
+    return ModelDecodeError(f"cannot decode {cls.__name__}: {type(exc).__name__}: {exc}")
