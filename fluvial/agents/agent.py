@@ -218,10 +218,10 @@ class Agent:
                     await asyncio.sleep(backoff)
                 logger.info("Restarting agent %s actor %d", self.name, index)
             else:
-                self._ended(streams, index)
+                self._ended(index)
                 return
 
-    def _ended(self, streams: list[Stream[Any]], index: int) -> None:
+    def _ended(self, index: int) -> None:
         """The actor's loop ended: nothing reads its stream any more."""
         if not self.app.started:
             logger.info("Agent %s actor %d returned", self.name, index)
