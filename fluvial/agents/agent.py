@@ -207,7 +207,8 @@ class Agent:
                     made.release()
                 if next_step == "stop" or (next_step == "supervise"
                                            and self.supervisor_strategy == "stop"):
-                    self._fatal(AgentError(f"Agent {self.name} crashed{where}: {exc!r}"))
+                    self._fatal(AgentError(f"Agent {self.name} crashed{where}: {exc!r}"),
+                                abort=next_step == "stop")
                     return
                 # Crashing on an event: restart at once (a retry: after its delay).
                 # Crashing before any event (a bug at start-up): back off
@@ -230,13 +231,14 @@ class Agent:
                   "or return in its `async for`?): its stream would no longer be read. An "
                   "agent must keep iterating; filter events with `if ...: continue`")
         logger.error("%s. Stopping the worker; the event it was on is not committed.", reason)
-        self._fatal(AgentError(reason))
+        self._fatal(AgentError(reason), abort=True)
 
-    def _fatal(self, error: AgentError) -> None:
+    def _fatal(self, error: AgentError, *, abort: bool = False) -> None:
         # Through the conductor: a revoke then stops waiting for the events the
         # agent holds (it will not finish them), so the worker stops at once.
+        # ``abort``: the event is not to be committed, nor (exactly-once) its effects.
         if self.app.started:
-            self.app.conductor.fail(error)
+            self.app.conductor.fail(error, abort=abort)
         else:
             self.app._on_fatal(error)
 

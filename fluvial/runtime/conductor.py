@@ -114,6 +114,8 @@ class Conductor:
         self.error: BaseException | None = None
         #: The message a ``stop`` policy stopped the worker on.
         self._stopped_on: Message | None = None
+        #: Exactly-once: abort the open transaction at the stop (see :meth:`fail`).
+        self._abort_at_stop = False
         #: Counters for metrics and the banner.
         self.events_received = 0
         self.decode_errors = 0
@@ -342,8 +344,15 @@ class Conductor:
             self._stopped_on = message
         self.fail(WorkerStopped(reason))
 
-    def fail(self, error: BaseException) -> None:
-        """Stop the worker loudly with ``error``."""
+    def fail(self, error: BaseException, *, abort: bool = False) -> None:
+        """Stop the worker loudly with ``error``.
+
+        ``abort``: an event was left half done (an agent raised on it and it
+        is not to be committed); exactly-once, the open transaction holds its
+        effects, so it is aborted rather than committed at the stop.
+        """
+        if abort:
+            self._abort_at_stop = True
         if self.error is None:
             self.error = error
             self.app._on_fatal(error)
@@ -483,6 +492,14 @@ class Conductor:
         producer = self.transactions.producer
         if not self._txn_open or self._fenced is not None:
             return  # after the final commit, or fenced (the fetch loop re-joins)
+        if self._abort_at_stop:
+            self._txn_open = False
+            logger.warning("Exactly-once: the worker stops on an event an agent failed; the "
+                           "open transaction (that event's effects with the others') is "
+                           "aborted, and the next worker processes its events again")
+            await producer.abort_transaction()
+            await self.app.tables.discard_uncommitted()
+            return
         if not final:
             await self._quiesce()
         await self._topics_declared()
@@ -524,7 +541,7 @@ class Conductor:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + QUIESCE_TIMEOUT_S
         spins = 0
-        while self._in_flight() > 0:
+        while self._in_flight() > 0 and not self._abort_at_stop:
             if loop.time() > deadline:
                 logger.warning(
                     "Exactly-once checkpoint: actors still hold unfinished events after %.0f s "

@@ -195,3 +195,46 @@ async def test_an_agent_that_cannot_run_stops_the_worker() -> None:
     async with app.running():
         with pytest.raises(WorkerStopped, match="must be an async function"):
             await asyncio.wait_for(app.wait_stopped(), 10)
+
+
+# -- exactly-once: a failed event's effects are not committed either ----------------------
+
+
+def eos_counting_app(name: str, broker_url: str, topic_name: str, fail: bool
+                     ) -> tuple[faust.App, faust.Topic[int], Any, list[int]]:
+    app = faust.App(name, broker=broker_url, topic_partitions=1, broker_commit_interval=0.2,
+                    processing_guarantee="exactly_once", table_standby_replicas=0)
+    topic = app.topic(topic_name, value_type=int, partitions=1)
+    counts = app.Table("counts", default=int)
+    seen: list[int] = []
+
+    @app.agent(topic, on_error="stop")
+    async def count(values: faust.Stream[int]) -> None:
+        async for value in values:
+            counts[str(value)] += 1  # an effect, before the failure
+            if fail and value == 3:
+                raise ValueError("bad value 3")
+            seen.append(value)
+
+    return app, topic, counts, seen
+
+
+async def test_exactly_once_stop_aborts_the_failed_events_effects(
+    broker_url: str, unique: Callable[[str], str]
+) -> None:
+    name, topic_name = unique("eos-stop"), unique("numbers")
+    app, topic, _counts, seen = eos_counting_app(name, broker_url, topic_name, fail=True)
+    started = time.monotonic()
+    async with app.running():
+        await send_range(topic, 6)
+        with pytest.raises(WorkerStopped, match=rf"{topic_name}\[0\]@3"):
+            await asyncio.wait_for(app.wait_stopped(), 30)
+    assert time.monotonic() - started < 15
+    assert seen[:3] == [0, 1, 2] and 3 not in seen
+    again, _topic, counts, seen_again = eos_counting_app(name, broker_url, topic_name,
+                                                         fail=False)
+    async with again.running():
+        await eventually(lambda: 5 in seen_again, message="the rest, the failed event first")
+        # Each event counted once: the failed attempt's write was never committed.
+        assert {key: counts[key] for key in map(str, range(6))} == dict.fromkeys(
+            map(str, range(6)), 1)
