@@ -7,6 +7,9 @@
 - ``retry``: the event goes back to the front of its stream and the actor
   restarts after a backoff (0.1 s, doubling); after
   ``processing_error_retries`` failed retries the worker stops on it.
+  Exactly-once, the open transaction (which holds the failed attempt's
+  effects) is aborted instead and the worker re-joins from the committed
+  offsets, so the retry starts from a clean state.
 - ``dead_letter``: the input message (its raw key, value, headers and
   timestamp) goes to the dead-letter topic with the traceback in the
   ``fluvial-error`` header; then as ``skip``.
@@ -62,8 +65,8 @@ class ErrorPolicy:
         self.app = app
         self.agent_name = agent_name
         self._on_error = check_policy(on_error, "on_error")
-        #: id(message) -> (message, failed attempts), for ``retry``.
-        self._attempts: dict[int, tuple[Message, int]] = {}
+        #: (topic, partition, offset) -> (message, failed attempts), for ``retry``.
+        self._attempts: dict[tuple[str, int, int], tuple[Message, int]] = {}
 
     @property
     def policy(self) -> str:
@@ -89,13 +92,20 @@ class ErrorPolicy:
         if policy == "retry":
             attempt = self._failed_attempt(event.message)
             if attempt <= self.retries:
-                _put_back(event, streams)
                 delay = min(RETRY_BACKOFF_S * 2 ** (attempt - 1), MAX_RETRY_BACKOFF_S)
+                if self.app.conf.exactly_once:
+                    # The open transaction holds what the failed attempt did: it is
+                    # aborted, and the worker re-joins from the committed offsets.
+                    self.app.conductor.abort_transaction(
+                        f"agent {name} retries the event{where}")
+                    delay = 0.0  # the re-join waits
+                else:
+                    _put_back(event, streams)
                 logger.error("Agent %s crashed%s: %r. Retry %d of %d in %.1f s "
                              "(on_error=retry).", name, where, exc, attempt, self.retries, delay,
                              exc_info=exc)
                 return "restart", delay
-            self._attempts.pop(id(event.message), None)
+            self._attempts.pop(_position(event.message), None)
             logger.error("Agent %s crashed%s: %r, and after %d retries still does. Stopping "
                          "without committing it (on_error=retry).", name, where, exc,
                          self.retries, exc_info=exc)
@@ -128,12 +138,18 @@ class ErrorPolicy:
         return "supervise", 0.0
 
     def _failed_attempt(self, message: Message) -> int:
-        # Forget events retried until they went through (acknowledged since).
+        # Forget events retried until they went through (acknowledged since). By
+        # position: exactly-once, a retry reads the event again (a new message).
         for key in [k for k, (m, _) in self._attempts.items() if m.refcount <= 0]:
             del self._attempts[key]
-        _, attempts = self._attempts.get(id(message), (message, 0))
-        self._attempts[id(message)] = (message, attempts + 1)
+        key = _position(message)
+        _, attempts = self._attempts.get(key, (message, 0))
+        self._attempts[key] = (message, attempts + 1)
         return attempts + 1
+
+
+def _position(message: Message) -> tuple[str, int, int]:
+    return (message.topic, message.partition, message.offset)
 
 
 def _holder(event: Event, streams: list[Stream[Any]]) -> Stream[Any] | None:

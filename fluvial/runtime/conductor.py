@@ -344,6 +344,16 @@ class Conductor:
             self._stopped_on = message
         self.fail(WorkerStopped(reason))
 
+    def abort_transaction(self, reason: str) -> None:
+        """Exactly-once: drop the open transaction and what it holds, and re-join from
+        the committed offsets (as after a fencing), so that its events are processed
+        again from a clean state (an agent retries an event it raised on)."""
+        if self._fenced is None:
+            self._fenced = TransactionAborted(reason)
+        # What is queued would only add to the doomed transaction: read again after.
+        for buffer in self.buffers():
+            buffer.items.clear()
+
     def fail(self, error: BaseException, *, abort: bool = False) -> None:
         """Stop the worker loudly with ``error``.
 
@@ -502,6 +512,8 @@ class Conductor:
             return
         if not final:
             await self._quiesce()
+            if self._fenced is not None:
+                return  # aborted meanwhile: the fetch loop re-joins
         await self._topics_declared()
         offsets = self._committable()
         self.app.tables.flush_changelogs()
@@ -541,7 +553,7 @@ class Conductor:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + QUIESCE_TIMEOUT_S
         spins = 0
-        while self._in_flight() > 0 and not self._abort_at_stop:
+        while self._in_flight() > 0 and not self._abort_at_stop and self._fenced is None:
             if loop.time() > deadline:
                 logger.warning(
                     "Exactly-once checkpoint: actors still hold unfinished events after %.0f s "
@@ -641,7 +653,8 @@ class Conductor:
             return
         loop = asyncio.get_running_loop()
         deadline = loop.time() + IN_FLIGHT_TIMEOUT_S
-        while (left := self.tracker.in_flight(tps, dropped)) and self.error is None:
+        while ((left := self.tracker.in_flight(tps, dropped)) and self.error is None
+               and self._fenced is None):
             if loop.time() >= deadline:
                 logger.warning(
                     "%d events of revoked partitions were still being processed after "

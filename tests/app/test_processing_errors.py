@@ -200,19 +200,22 @@ async def test_an_agent_that_cannot_run_stops_the_worker() -> None:
 # -- exactly-once: a failed event's effects are not committed either ----------------------
 
 
-def eos_counting_app(name: str, broker_url: str, topic_name: str, fail: bool
+def eos_counting_app(name: str, broker_url: str, topic_name: str, fail: bool,
+                     on_error: str = "stop", fails: int = 1 << 30,
                      ) -> tuple[faust.App, faust.Topic[int], Any, list[int]]:
     app = faust.App(name, broker=broker_url, topic_partitions=1, broker_commit_interval=0.2,
                     processing_guarantee="exactly_once", table_standby_replicas=0)
     topic = app.topic(topic_name, value_type=int, partitions=1)
     counts = app.Table("counts", default=int)
     seen: list[int] = []
+    failed: list[int] = []
 
-    @app.agent(topic, on_error="stop")
+    @app.agent(topic, on_error=on_error)
     async def count(values: faust.Stream[int]) -> None:
         async for value in values:
             counts[str(value)] += 1  # an effect, before the failure
-            if fail and value == 3:
+            if fail and value == 3 and len(failed) < fails:
+                failed.append(value)
                 raise ValueError("bad value 3")
             seen.append(value)
 
@@ -238,3 +241,22 @@ async def test_exactly_once_stop_aborts_the_failed_events_effects(
         # Each event counted once: the failed attempt's write was never committed.
         assert {key: counts[key] for key in map(str, range(6))} == dict.fromkeys(
             map(str, range(6)), 1)
+
+
+async def test_exactly_once_retry_starts_from_a_clean_state(
+    broker_url: str, unique: Callable[[str], str]
+) -> None:
+    app, topic, counts, _seen = eos_counting_app(unique("eos-retry"), broker_url,
+                                                unique("numbers"), fail=True,
+                                                on_error="retry", fails=2)
+    def counted() -> dict[str, int]:
+        return {key: counts[key] for key in map(str, range(6))}
+
+    async with app.running():
+        await send_range(topic, 6)
+        # Each event counted once in the end: the failed attempts' writes were aborted.
+        await eventually(lambda: app.conductor.rejoins == 2 and counted() == dict.fromkeys(
+            map(str, range(6)), 1), timeout=60, message="every event once, 3 retried twice")
+        assert app.fatal_error is None
+        await app.conductor.checkpoint()
+        assert max(counted().values()) == 1
