@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from . import router as _router_module
 from .agents import Agent
 from .agents.replies import ReplyConsumer
-from .channels import Channel, Topic
+from .channels import Channel, Topic, TopicDeclarations
 from .clock import Clock, SystemClock
 from .exceptions import AlreadyConfiguredWarning, ImproperlyConfigured, WorkerStopped
 from .router import Router
@@ -70,6 +70,7 @@ class App:
         self.agents: dict[str, Agent] = {}
         self.topics: list[Channel[Any]] = []
         self._topics_by_name: dict[str, Topic[Any]] = {}
+        self._declarations = TopicDeclarations()
         #: Groups of topics/tables that must be co-partitioned (joins).
         self._copartitioned: list[tuple[Any, ...]] = []
         self.tables = TableManager(self)
@@ -234,8 +235,13 @@ class App:
     # -- declarations ------------------------------------------------------------
 
     def topic(self, *topics: str, **kwargs: Any) -> Topic[Any]:
-        """A Kafka topic (``app.topic('orders', value_type=Order)``)."""
+        """A Kafka topic (``app.topic('orders', value_type=Order)``).
+
+        Declaring a topic again with another partition count or serializer is
+        refused: only one of them could be true of the topic.
+        """
         topic: Topic[Any] = self._class("Topic", Topic)(self, topics=topics, **kwargs)
+        self._declarations.check(topic)
         self.topics.append(topic)
         return topic
 
@@ -248,14 +254,20 @@ class App:
     def agent(self, channel: str | Channel[Any] | None = None, *, name: str | None = None,
               concurrency: int = 1, sink: Iterable[Any] | None = None,
               isolated_partitions: bool = False, supervisor_strategy: str | None = None,
+              on_error: str | None = None,
               **kwargs: Any) -> Callable[[Callable[..., Any]], Agent]:
-        """Decorator: an async function (or async generator) over a stream."""
+        """Decorator: an async function (or async generator) over a stream.
+
+        ``on_error`` (``skip``, ``retry``, ``dead_letter``, ``stop``; default the
+        ``processing_error_policy`` setting) decides what becomes of an event
+        the agent raises on.
+        """
 
         def decorate(fun: Callable[..., Any]) -> Agent:
             agent = self._class("Agent", Agent)(
                 fun, app=self, channel=channel, name=name, concurrency=concurrency,
                 sink=sink, isolated_partitions=isolated_partitions,
-                supervisor_strategy=supervisor_strategy, **kwargs)
+                supervisor_strategy=supervisor_strategy, on_error=on_error, **kwargs)
             if agent.name in self.agents:
                 raise ImproperlyConfigured(f"An agent named {agent.name!r} already exists")
             self.agents[agent.name] = agent

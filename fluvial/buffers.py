@@ -57,6 +57,11 @@ class EventBuffer:
         self.items.extend(events)
         self._wake(len(events))
 
+    def put_back(self, events: list[Event]) -> None:
+        """Return events taken from this buffer to its front (an agent retries them)."""
+        self.items.extendleft(reversed(events))
+        self._wake(len(events))
+
     def fail(self, error: BaseException) -> None:
         """Make every reader raise ``error`` (used when a companion task dies)."""
         self.error = error

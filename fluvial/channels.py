@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import re
+import sys
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -23,7 +25,7 @@ if TYPE_CHECKING:
     from .app import App
     from .streams import Stream
 
-__all__ = ["Channel", "Topic"]
+__all__ = ["Channel", "Topic", "TopicDeclarations"]
 
 T = TypeVar("T")
 
@@ -437,3 +439,47 @@ def subscription_pattern(pattern: str | re.Pattern[str]) -> str:
     except re.error as exc:
         raise ImproperlyConfigured(f"pattern={text!r} is not a regular expression: {exc}") from exc
     return text if text.startswith("^") else f"^{text}"
+class TopicDeclarations:
+    """The app's topic declarations by name: a second one that contradicts the first
+    (partition count, key or value serializer) is refused, naming both."""
+
+    def __init__(self) -> None:
+        #: name -> setting -> (value, where it was declared)
+        self._by_name: dict[str, dict[str, tuple[Any, str]]] = {}
+
+    def check(self, topic: Topic[Any]) -> None:
+        where = _declared_at()
+        stated = {
+            "partitions": topic.partitions,
+            "key_serializer": _codec_name(topic.key_serializer),
+            "value_serializer": _codec_name(topic.value_serializer),
+        }
+        for name in topic.topics:
+            known = self._by_name.setdefault(name, {})
+            for setting, value in stated.items():
+                if value is None:
+                    continue
+                first = known.get(setting)
+                if first is None:
+                    known[setting] = (value, where)
+                elif first[0] != value:
+                    raise ImproperlyConfigured(
+                        f"Topic {name!r} is declared with {setting}={first[0]!r} at {first[1]} "
+                        f"and with {setting}={value!r} at {where}: declare it once (or the "
+                        "same way), and share the Topic object")
+
+
+def _codec_name(codec: Any) -> Any:
+    return codec if codec is None or isinstance(codec, str) else repr(codec)
+
+
+def _declared_at() -> str:
+    """``file:line`` of the user code that declared a topic (outside fluvial)."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    frame = sys._getframe(1)
+    while frame is not None:
+        filename = os.path.abspath(frame.f_code.co_filename)
+        if not filename.startswith(package + os.sep):
+            return f"{frame.f_code.co_filename}:{frame.f_lineno}"
+        frame = frame.f_back  # type: ignore[assignment]
+    return "<unknown>"

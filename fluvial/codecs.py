@@ -266,8 +266,35 @@ _SAFE_GLOBALS: frozenset[tuple[str, str]] = frozenset(
 )
 
 
+def _sized(make: type[bytes] | type[bytearray]) -> Callable[..., Any]:
+    """``bytes``/``bytearray`` for an unpickler: never from a size (``bytearray(1 << 62)``).
+
+    Pickle writes them from their contents, never from a length: a payload
+    that asks for a length asks for memory.
+    """
+
+    def build(*args: Any) -> Any:
+        if args and isinstance(args[0], int):
+            raise _pickle.UnpicklingError(
+                f"pickle payload asks for {make.__name__}({args[0]}): only "
+                f"{make.__name__} from contents may be unpickled")
+        return make(*args)
+
+    return build
+
+
+_PY2_MODULES = {"__builtin__": "builtins", "copy_reg": "copyreg"}
+
+_SIZED = {("builtins", "bytes"): _sized(bytes), ("builtins", "bytearray"): _sized(bytearray)}
+
+
 class _RestrictedUnpickler(_pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
+        # Protocols 0-2 write Python 2's module names.
+        module = _PY2_MODULES.get(module, module)
+        sized = _SIZED.get((module, name))
+        if sized is not None:
+            return sized
         if (module, name) in _SAFE_GLOBALS:
             return super().find_class(module, name)
         from fluvial.models.registry import model_by_path

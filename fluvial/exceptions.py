@@ -81,6 +81,11 @@ class ValueDecodeError(SerializationError):
     """A message value could not be decoded with the topic's value type."""
 
 
+class ModelDecodeError(SerializationError, ValueError):
+    """A payload does not decode into a model (missing fields, not an object, ...);
+    a ``ValueError`` too, as the underlying decoders' errors are."""
+
+
 class ValidationError(SerializationError, ValueError):
     """A model field failed validation; ``field`` is its FieldDescriptor (as in Faust)."""
 

@@ -45,6 +45,7 @@ ENV_PREFIX = "FLUVIAL_"
 
 GUARANTEES = ("at_least_once", "exactly_once")
 DECODE_ERROR_POLICIES = ("stop", "skip", "dead_letter")
+PROCESSING_ERROR_POLICIES = ("skip", "retry", "dead_letter", "stop")
 SUPERVISOR_STRATEGIES = ("restart", "stop")
 OFFSET_RESETS = ("earliest", "latest")
 COMPRESSION_TYPES = ("none", "gzip", "snappy", "lz4", "zstd")
@@ -234,6 +235,11 @@ class Settings:
     tabledir: str = "tables"
     agent_supervisor: str = "restart"
     decode_error_policy: str = "stop"
+    #: What becomes of an event an agent raised on (per agent: ``on_error=``):
+    #: ``skip``, ``retry``, ``dead_letter`` or ``stop``.
+    processing_error_policy: str = "skip"
+    #: Failed retries of one event (``retry``) before the worker stops on it.
+    processing_error_retries: int = 3
     dead_letter_topic: str = "{conf.id}-dead-letter"
     reply_to: str = ""
     reply_to_prefix: str = "f-reply-"
@@ -285,6 +291,10 @@ class Settings:
     def __post_init__(self) -> None:
         self._check("processing_guarantee", GUARANTEES)
         self._check("decode_error_policy", DECODE_ERROR_POLICIES)
+        self._check("processing_error_policy", PROCESSING_ERROR_POLICIES)
+        if self.processing_error_retries < 0:
+            raise ImproperlyConfigured(
+                f"processing_error_retries must be >= 0, got {self.processing_error_retries}")
         self._check("agent_supervisor", SUPERVISOR_STRATEGIES)
         self._check("consumer_auto_offset_reset", OFFSET_RESETS)
         if self.producer_compression_type is not None:

@@ -106,6 +106,13 @@ class Stream(Generic[T]):
         for event in held:
             event.ack()
 
+    def take_back(self) -> list[Event]:
+        """The event (or ``take`` batch) in hand, no longer held nor acknowledged:
+        the agent raised on it and retries it."""
+        pending, self._pending = self._pending, None
+        held, self._held = self._held, []
+        return held or ([pending] if pending is not None else [])
+
     def release(self) -> None:
         """Its actor crashed: a restarted actor's stream of this channel reads on
         from this stream's buffer (a new one would leave it subscribed, unread)."""

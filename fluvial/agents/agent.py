@@ -16,6 +16,7 @@ from ..events import _current_event
 from ..exceptions import AgentError, ImproperlyConfigured
 from ..streams import Stream, _actor_streams
 from ..types import RecordMetadata
+from .errors import ErrorPolicy
 from .isolated import PartitionedBuffers
 from .replies import CORRELATION_ID, REPLY_TO, ReqRepResponse, reply_headers
 
@@ -47,10 +48,12 @@ def canonical_name(fun: Callable[..., Any]) -> str:
 class Agent:
     """A stream processor: ``concurrency`` actors share the agent's channel.
 
-    An actor that raises is logged with its traceback; the event it failed on
-    counts as processed (so commits go on), and the supervisor either
-    restarts the actor (``supervisor_strategy='restart'``, the default) or
-    stops the worker with a non-zero exit (``'stop'``).
+    An actor that raises is logged with its traceback; the processing error
+    policy (``on_error=``, see :mod:`.errors`) decides what becomes of the
+    event it failed on, and the supervisor either restarts the actor
+    (``supervisor_strategy='restart'``, the default) or stops the worker
+    with a non-zero exit (``'stop'``). An actor whose loop ends (a ``break``)
+    stops the worker: its stream would no longer be read.
     """
 
     def __init__(
@@ -64,6 +67,7 @@ class Agent:
         sink: Iterable[Any] | None = None,
         isolated_partitions: bool = False,
         supervisor_strategy: str | None = None,
+        on_error: str | None = None,
         help: str | None = None,
         key_type: Any = None,
         value_type: Any = None,
@@ -82,6 +86,8 @@ class Agent:
         self.fun = fun
         self.app = app
         self.name = name or canonical_name(fun)
+        _check_async(fun, self.name)
+        self.errors = ErrorPolicy(app, self.name, on_error)
         self.concurrency = concurrency
         self.isolated_partitions = isolated_partitions
         self.help = help or (inspect.getdoc(fun) or "")
@@ -173,10 +179,13 @@ class Agent:
             stream: Stream[Any] = Stream(channel, app=self.app, buffer=buffer)
             try:
                 await self._execute(stream)
-                logger.info("Agent %s actor %d returned", self.name, index)
-                return
             except asyncio.CancelledError:
                 raise
+            except ImproperlyConfigured as exc:
+                # Not a bad event: the agent cannot run at all, a restart changes nothing.
+                logger.error("Agent %s cannot run: %s", self.name, exc)
+                self._fatal(AgentError(f"Agent {self.name} cannot run: {exc}"))
+                return
             except Exception as exc:
                 self.crashes += 1
                 event = _current_event.get() or stream._pending
@@ -186,22 +195,52 @@ class Agent:
                     if event is not None
                     else ""
                 )
-                logger.exception("Agent %s crashed%s: %r", self.name, where, exc)
-                # The events in hand (the one it crashed on, in whichever stream)
-                # count as processed; streams it made (group_by) hand their
-                # buffers, and what is queued there, to the restarted actor.
+                if event is None:
+                    logger.exception("Agent %s crashed: %r", self.name, exc)
+                    next_step, delay = "supervise", 0.0
+                else:
+                    # The event in hand: skipped, retried, dead-lettered or kept
+                    # uncommitted (stop); streams it made (group_by) hand their
+                    # buffers, and what is queued there, to the restarted actor.
+                    next_step, delay = self.errors.handle(event, exc, streams, where)
                 for made in streams:
-                    made.ack_pending()
                     made.release()
-                if self.supervisor_strategy == "stop":
-                    self.app._on_fatal(AgentError(f"Agent {self.name} crashed{where}: {exc!r}"))
+                if next_step == "stop" or (next_step == "supervise"
+                                           and self.supervisor_strategy == "stop"):
+                    self._fatal(AgentError(f"Agent {self.name} crashed{where}: {exc!r}"),
+                                abort=next_step == "stop")
                     return
-                # Crashing on an event: restart at once. Crashing before any
-                # event (a bug at start-up): back off instead of spinning.
-                backoff = 0.0 if event is not None else min(max(backoff * 2, 0.5), MAX_BACKOFF_S)
+                # Crashing on an event: restart at once (a retry: after its delay).
+                # Crashing before any event (a bug at start-up): back off
+                # instead of spinning.
+                backoff = (delay if event is not None
+                           else min(max(backoff * 2, 0.5), MAX_BACKOFF_S))
                 if backoff:
                     await asyncio.sleep(backoff)
                 logger.info("Restarting agent %s actor %d", self.name, index)
+            else:
+                self._ended(index)
+                return
+
+    def _ended(self, index: int) -> None:
+        """The actor's loop ended: nothing reads its stream any more."""
+        if not self.app.started:
+            logger.info("Agent %s actor %d returned", self.name, index)
+            return
+        reason = (f"Agent {self.name} actor {index} returned while the worker runs (a break "
+                  "or return in its `async for`?): its stream would no longer be read. An "
+                  "agent must keep iterating; filter events with `if ...: continue`")
+        logger.error("%s. Stopping the worker; the event it was on is not committed.", reason)
+        self._fatal(AgentError(reason), abort=True)
+
+    def _fatal(self, error: AgentError, *, abort: bool = False) -> None:
+        # Through the conductor: a revoke then stops waiting for the events the
+        # agent holds (it will not finish them), so the worker stops at once.
+        # ``abort``: the event is not to be committed, nor (exactly-once) its effects.
+        if self.app.started:
+            self.app.conductor.fail(error, abort=abort)
+        else:
+            self.app._on_fatal(error)
 
     async def _execute(self, stream: Stream[Any]) -> None:
         result = self.fun(stream)
@@ -341,6 +380,18 @@ class Agent:
         topic = self.channel.label if isinstance(self.channel, Topic) else "<channel>"
         return {"name": self.name, "topic": topic, "concurrency": self.concurrency,
                 "help": self.help.splitlines()[0] if self.help else ""}
+
+
+def _check_async(fun: Callable[..., Any], name: str) -> None:
+    """Refuse a plain ``def`` at declaration (it cannot iterate a stream with ``async for``)."""
+    target = inspect.unwrap(fun)
+    if not (inspect.isfunction(target) or inspect.ismethod(target)):
+        return  # a callable object: checked when it runs
+    if inspect.iscoroutinefunction(target) or inspect.isasyncgenfunction(target):
+        return
+    raise ImproperlyConfigured(
+        f"Agent {name} is a plain function: declare it `async def` (an agent iterates "
+        "its stream with `async for`, and may `yield` replies)")
 
 
 async def _collect(values: AsyncIterable[Any] | Iterable[Any]) -> list[Any]:

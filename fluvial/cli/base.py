@@ -206,6 +206,48 @@ def scan_app_option(args: Sequence[str]) -> str | None:
     return None
 
 
+def _options(command: click.Command) -> dict[str, bool]:
+    """A command's option strings, each with whether it takes a value."""
+    found: dict[str, bool] = {}
+    for param in command.params:
+        if isinstance(param, click.Option):
+            for opt in (*param.opts, *param.secondary_opts):
+                found[opt] = not param.is_flag and not param.count
+    return found
+
+
+def hoist_global_options(group: click.Group, args: list[str]) -> list[str]:
+    """Move global options given after a built-in command (``worker --datadir D``,
+    ``agents --json``) before it, where click parses them; an option the command
+    has itself (``worker --web-port``) stays the command's."""
+    global_opts = _options(group)
+    i = 0
+    while i < len(args) and args[i].startswith("-") and args[i] != "--":
+        name, eq, _ = args[i].partition("=")
+        i += 2 if global_opts.get(name) and not eq else 1
+    if i >= len(args) or args[i] not in group.commands:
+        return args  # no command, or the app's own (its options are its business)
+    own = _options(group.commands[args[i]])
+    hoisted: list[str] = []
+    kept: list[str] = []
+    rest = args[i + 1:]
+    j = 0
+    while j < len(rest):
+        arg = rest[j]
+        if arg == "--":
+            kept += rest[j:]
+            break
+        name, eq, _ = arg.partition("=")
+        target = hoisted if name in global_opts and name not in own else kept
+        target.append(arg)
+        if (global_opts.get(name) if target is hoisted else own.get(name)) and not eq \
+                and j + 1 < len(rest):
+            target.append(rest[j + 1])
+            j += 1
+        j += 1
+    return [*args[:i], *hoisted, args[i], *kept]
+
+
 # -- the group -----------------------------------------------------------------
 
 
@@ -221,6 +263,7 @@ class FluvialGroup(click.Group):
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         state = ctx.ensure_object(State)
+        args = hoist_global_options(self, args)
         if state.app_path is None:
             state.app_path = scan_app_option(args) or os.environ.get(APP_ENVVAR) or None
         rest = super().parse_args(ctx, args)

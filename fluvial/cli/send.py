@@ -41,28 +41,46 @@ _TEXT_CODECS = frozenset({"raw", "binary"})
               help="Minimum delay between messages (seconds).")
 @click.option("--max-latency", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Maximum delay between messages (seconds).")
+@click.option("--raw", is_flag=True, default=False,
+              help="Send the key and value text as they are (UTF-8 bytes), unchecked.")
+@click.option("--create", is_flag=True, default=False,
+              help="Create the topic if it does not exist (with the app's topic settings).")
 @click.pass_obj
 def send(state: State, target: str, value: str | None, key: str | None, key_type: str | None,
          key_serializer: str | None, value_type: str | None, value_serializer: str | None,
-         partition: int | None, repeat: int, min_latency: float, max_latency: float) -> None:
+         partition: int | None, repeat: int, min_latency: float, max_latency: float,
+         raw: bool, create: bool) -> None:
     """Send a message to a topic, or to an agent (@name).
 
     VALUE is JSON (decoded, then encoded with the topic's serializer); text
-    that is not JSON is sent as a string. Prints where each message landed.
+    that is not JSON is sent as a string. The message must decode as the
+    topic's key and value types, as a worker will decode it (--raw sends the
+    text unchecked). Prints where each message landed.
     """
     if max_latency < min_latency:
         raise click.BadParameter("must be >= --min-latency", param_hint="--max-latency")
     app = state.get_app()
     state.setup_logging()
     channel = _target_channel(app, target)
-    k = _to_object(app, state, key, key_type, key_serializer,
-                   getattr(channel, "key_serializer", None), app.conf.key_serializer, "key")
-    v = _to_object(app, state, value, value_type, value_serializer,
-                   getattr(channel, "value_serializer", None), app.conf.value_serializer, "value")
+    if raw:
+        k: Any = None if key is None else key.encode()
+        v: Any = None if value is None else value.encode()
+    else:
+        k = _to_object(app, state, key, key_type, key_serializer,
+                       getattr(channel, "key_serializer", None), app.conf.key_serializer, "key")
+        v = _to_object(app, state, value, value_type, value_serializer,
+                       getattr(channel, "value_serializer", None), app.conf.value_serializer,
+                       "value")
+        _check_decodes(app, channel, k, v, key_serializer, value_serializer)
+    if app.conf.broker.startswith("memory://"):
+        state.say(f"Warning: {app.conf.broker} is fluvial's in-process broker: the message "
+                  "lives in this process only and is gone when `send` exits (the offset "
+                  "printed is this process's). Give a Kafka broker: --broker "
+                  "kafka://host:port", err=True)
 
     async def send_all() -> None:
         await app.producer_ready()
-        await _declare_if_missing(app, channel)
+        await _declare_if_missing(app, channel, create=create)
         for i in range(repeat):
             if i and max_latency:
                 await asyncio.sleep(random.uniform(min_latency, max_latency))
@@ -75,8 +93,10 @@ def send(state: State, target: str, value: str | None, key: str | None, key_type
     run_with_app(app, send_all())
 
 
-async def _declare_if_missing(app: App, channel: Channel[Any]) -> None:
-    """Create a missing target topic (brokers often refuse auto-creation).
+async def _declare_if_missing(app: App, channel: Channel[Any], *, create: bool) -> None:
+    """Create a missing target topic with ``--create`` (and on memory://, where
+    every topic starts missing); refuse to send to it otherwise: a typo in a
+    topic name would make a topic nobody reads.
 
     An existing topic is left alone, whatever its partition count: sending
     to it needs no co-partitioning check.
@@ -86,8 +106,17 @@ async def _declare_if_missing(app: App, channel: Channel[Any]) -> None:
     if not isinstance(channel, Topic) or not app.conf.topic_allow_declare:
         return
     counts = await app.transport.partition_counts(channel.topics)
-    if any(count is None for count in counts.values()):
-        await channel.declare()
+    missing = sorted(name for name, count in counts.items() if count is None)
+    if not missing:
+        return
+    if not create and not app.conf.broker.startswith("memory://"):
+        declared = {name for c in app.topics if isinstance(c, Topic) for name in c.topics}
+        close = difflib.get_close_matches(missing[0], sorted(declared - set(missing)), n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise click.UsageError(
+            f"Topic {missing[0]!r} does not exist on {app.conf.broker}.{hint} Add --create "
+            f"to create it ({channel.partitions or app.conf.topic_partitions} partitions).")
+    await channel.declare()
 
 
 def _report(state: State, meta: RecordMetadata) -> None:
@@ -132,6 +161,35 @@ def find_agent(app: App, name: str) -> Agent:
     raise click.UsageError(f"No agent named {name!r}.{hint} Run `fluvial agents` for a list.")
 
 
+def _check_decodes(app: App, channel: Channel[Any], key: Any, value: Any,
+                   key_serializer: str | None, value_serializer: str | None) -> None:
+    """Refuse a key or value that a worker could not decode: encode it as it
+    will be sent, then decode it with the topic's schema."""
+    from ..exceptions import FluvialError
+
+    schema = channel.schema
+    conf = app.conf
+    checks = (
+        ("key", key, schema.key_encoder(conf.key_serializer, serializer=key_serializer),
+         schema.key_decoder(conf.key_serializer, serializer=key_serializer), schema.key_type),
+        ("value", value,
+         schema.value_encoder(conf.value_serializer, serializer=value_serializer),
+         schema.value_decoder(conf.value_serializer, serializer=value_serializer),
+         schema.value_type),
+    )
+    for what, obj, encode, decode, typ in checks:
+        if obj is None:
+            continue
+        try:
+            decode(encode(obj))
+        except FluvialError as exc:
+            expected = getattr(typ, "__name__", None) or repr(typ)
+            raise click.BadParameter(
+                f"{obj!r} is not a {what} a worker of {channel.label} can read "
+                f"({what}_type {expected}): {exc}. Fix it, or send it unchecked with --raw",
+                param_hint=f"--{what}" if what == "key" else "VALUE") from exc
+
+
 def _to_object(app: App, state: State, text: str | None, type_name: str | None,
                serializer: Any, channel_serializer: Any, default_serializer: Any,
                what: str) -> Any:
@@ -151,5 +209,10 @@ def _to_object(app: App, state: State, text: str | None, type_name: str | None,
         return text
     try:
         return json.loads(text)
-    except ValueError:
+    except ValueError as exc:
+        if text.lstrip()[:1] in ("{", "[", '"'):
+            # Meant as JSON, and mistyped: sent as a string it would be data nobody expects.
+            raise click.BadParameter(
+                f"{text!r} is not valid JSON ({exc}). Fix it, or send the text as it is "
+                "with --raw", param_hint=f"--{what}" if what == "key" else "VALUE") from exc
         return text

@@ -20,7 +20,13 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from fluvial.codecs import JSON_CODEC, Codec, CodecArg, get_codec, json_dumps
-from fluvial.exceptions import AbstractModelError, FieldValidationError, ModelError
+from fluvial.exceptions import (
+    AbstractModelError,
+    FieldValidationError,
+    ModelDecodeError,
+    ModelError,
+    SerializationError,
+)
 from fluvial.models import building
 from fluvial.models.options import ModelOptions
 from fluvial.models.registry import BLESSED_KEY, registry
@@ -291,17 +297,32 @@ class Record:
         default_serializer: CodecArg = None,
         serializer: CodecArg = None,
     ) -> R:
-        """Decode bytes; the class's ``serializer`` option wins, as in Faust."""
+        """Decode bytes; the class's ``serializer`` option wins, as in Faust.
+
+        Raises :class:`SerializationError` (or its :class:`ValidationError`)
+        whatever is wrong with ``s``.
+        """
         if default_serializer is not None:
             warnings.warn("default_serializer is deprecated, use serializer",
                           DeprecationWarning, stacklevel=2)
-        return cls._decoder(serializer or default_serializer)(s)
+        decode = cls._decoder(serializer or default_serializer)
+        try:
+            return decode(s)
+        except SerializationError:
+            raise
+        except Exception as exc:
+            raise _not_decodable(cls, exc) from exc
 
     @classmethod
     def loads_many(cls: type[R], payloads: Iterable[bytes], serializer: CodecArg = None) -> list[R]:
         """Decode a batch of payloads with one compiled decoder."""
         decode = cls._decoder(serializer)
-        return [decode(p) for p in payloads]
+        try:
+            return [decode(p) for p in payloads]
+        except SerializationError:
+            raise
+        except Exception as exc:
+            raise _not_decodable(cls, exc) from exc
 
     # -- representation -------------------------------------------------------
 
@@ -450,3 +471,7 @@ def _canonical_name(cls: type) -> str:
 
 #: Faust's base model name; Record is the only kind of model fluvial has.
 Model = Record
+
+
+def _not_decodable(cls: type[Any], exc: Exception) -> ModelDecodeError:
+    return ModelDecodeError(f"cannot decode {cls.__name__}: {type(exc).__name__}: {exc}")

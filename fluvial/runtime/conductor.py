@@ -26,6 +26,7 @@ from ..exceptions import (
     WorkerStopped,
 )
 from ..types import TP, ConsumerT, Message
+from .deadletter import dead_letter, position, shorten
 from .offsets import OffsetTracker
 from .pacing import RejoinPacing
 from .transactions import Transactions
@@ -50,6 +51,9 @@ PAUSE_AFTER_S = 0.5
 #: Exactly-once: how long a checkpoint waits for the actors to finish the events
 #: they hold, so that no transaction holds half of an event's effects.
 QUIESCE_TIMEOUT_S = 5.0
+
+#: The reference count of a message that must never be committed (the worker stops on it).
+NEVER_ACKED = 1 << 30
 
 
 class Subscription:
@@ -119,6 +123,10 @@ class Conductor:
         self._rebalance: dict[Any, Any] | None = None
         #: Whether the ``on_leader`` tasks were told this worker leads.
         self._leading = False
+        #: The message a ``stop`` policy stopped the worker on.
+        self._stopped_on: Message | None = None
+        #: Exactly-once: abort the open transaction at the stop (see :meth:`fail`).
+        self._abort_at_stop = False
         #: Counters for metrics and the banner.
         self.events_received = 0
         self.decode_errors = 0
@@ -282,6 +290,8 @@ class Conductor:
 
     def dispatch(self, messages: list[Message]) -> None:
         """Decode a batch per topic and hand the events to every subscriber."""
+        if self.error is not None:
+            return  # stopping: nothing more is processed (nor tracked, nor committed)
         by_topic: dict[str, list[Message]] = {}
         for message in messages:
             batch = by_topic.get(message.topic)
@@ -299,13 +309,27 @@ class Conductor:
             for message in batch:
                 message.refcount = receivers
             tracker.track(topic, batch)
-            for sub in subs:
-                events = self._decode(sub, batch)
+            decoded = [(sub, self._decode(sub, batch)) for sub in subs]
+            if self.error is not None:
+                # decode_error_policy=stop: no subscriber sees the bad message or
+                # any after it (never acknowledged, so never committed).
+                decoded = self._before_stop(batch, decoded)
+            for sub, events in decoded:
                 for buffer in sub.buffers:
                     buffer.put_many(events)
                     if buffer.full and not buffer.draining:
                         buffer.draining = True
                         self._full.add(buffer)
+            if self.error is not None:
+                return
+
+    def _before_stop(self, batch: list[Message], decoded: list[tuple[Subscription, list[Event]]]
+                     ) -> list[tuple[Subscription, list[Event]]]:
+        """The events of ``batch`` before the message a ``stop`` policy stopped on."""
+        stopped = self._stopped_on
+        cut = next((i for i, m in enumerate(batch) if m is stopped), len(batch))
+        keep = {id(m) for m in batch[:cut]}
+        return [(sub, [e for e in events if id(e.message) in keep]) for sub, events in decoded]
 
     def _decode(self, sub: Subscription, batch: list[Message]) -> list[Event]:
         app = self.app
@@ -317,44 +341,76 @@ class Conductor:
             return [Event(app, ck(m.key), cv(m.value), None, m) for m in batch]
         except Exception:
             pass
+        # Something in the batch did not decode: one message at a time, each
+        # failure handled by the policy. Whatever a decoder raises (a codec
+        # letting out a MemoryError or RecursionError included) is the
+        # message's fault, not the worker's.
         dk = sub.decode_key
         dv = sub.decode_value
         events = []
         for m in batch:
             try:
                 events.append(Event(app, dk(m.key), dv(m.value), None, m))
-            except SerializationError as exc:
-                self._on_decode_error(sub, m, exc)
+            except Exception as exc:
+                if not self._on_decode_error(sub, m, exc):
+                    break
         return events
 
-    def _on_decode_error(self, sub: Subscription, message: Message, exc: Exception) -> None:
+    def _on_decode_error(self, sub: Subscription, message: Message, exc: Exception) -> bool:
+        """Apply the decode error policy; False when the worker stops on ``message``."""
         self.decode_errors += 1
-        where = f"{message.topic}[{message.partition}]@{message.offset}"
-        if sub.policy == "stop":
+        where = position(message)
+        error = str(exc) if isinstance(exc, SerializationError) else f"{type(exc).__name__}: {exc}"
+        shown = shorten(error)
+        policy = sub.policy
+        if policy == "dead_letter":
+            failed = dead_letter(self.app, message, error)
+            if failed is None:
+                message.refcount -= len(sub.buffers)
+                logger.error("Cannot decode message %s: %s. Sent to dead-letter topic %r.",
+                             where, shown, self.app.conf.dead_letter_topic_name)
+                return True
+            logger.error("Cannot decode message %s: %s. It cannot be sent to the dead-letter "
+                         "topic %r either (%s): stopping without committing it.",
+                         where, shown, self.app.conf.dead_letter_topic_name, shorten(str(failed)))
+            self._stop_on(message, f"Undecodable message at {where} not dead-lettered: {failed}")
+            return False
+        if policy == "stop":
             logger.error("Cannot decode message %s: %s. Stopping (decode_error_policy=stop).",
-                         where, exc)
-            self.fail(WorkerStopped(f"Undecodable message at {where}: {exc}"))
-            # Never acknowledged: its offset is not committed, a restart sees it again.
-            message.refcount = 1 << 30
-            return
+                         where, shown)
+            self._stop_on(message, f"Undecodable message at {where}: {shown}")
+            return False
         message.refcount -= len(sub.buffers)
-        if sub.policy == "dead_letter":
-            dlq = self.app.conf.dead_letter_topic_name
-            headers = [
-                *message.headers,
-                ("fluvial-error", str(exc).encode()),
-                ("fluvial-source", where.encode()),
-            ]
-            self.app.producer.send_soon(dlq, message.key, message.value, headers=headers,
-                                        timestamp=message.timestamp)
-            logger.error("Cannot decode message %s: %s. Sent to dead-letter topic %r.",
-                         where, exc, dlq)
-        else:
-            logger.error("Cannot decode message %s: %s. Skipped (decode_error_policy=skip).",
-                         where, exc)
+        logger.error("Cannot decode message %s: %s. Skipped (decode_error_policy=skip).",
+                     where, shown)
+        return True
 
-    def fail(self, error: BaseException) -> None:
-        """Stop the worker loudly with ``error``."""
+    def _stop_on(self, message: Message, reason: str) -> None:
+        # Never acknowledged: its offset is not committed, a restart sees it again.
+        message.refcount = NEVER_ACKED
+        if self.error is None:
+            self._stopped_on = message
+        self.fail(WorkerStopped(reason))
+
+    def abort_transaction(self, reason: str) -> None:
+        """Exactly-once: drop the open transaction and what it holds, and re-join from
+        the committed offsets (as after a fencing), so that its events are processed
+        again from a clean state (an agent retries an event it raised on)."""
+        if self._fenced is None:
+            self._fenced = TransactionAborted(reason)
+        # What is queued would only add to the doomed transaction: read again after.
+        for buffer in self.buffers():
+            buffer.items.clear()
+
+    def fail(self, error: BaseException, *, abort: bool = False) -> None:
+        """Stop the worker loudly with ``error``.
+
+        ``abort``: an event was left half done (an agent raised on it and it
+        is not to be committed); exactly-once, the open transaction holds its
+        effects, so it is aborted rather than committed at the stop.
+        """
+        if abort:
+            self._abort_at_stop = True
         if self.error is None:
             self.error = error
             self.app._on_fatal(error)
@@ -479,10 +535,11 @@ class Conductor:
             raise ConsumerFailed(
                 f"the group moved on without this worker ({exc}); its table writes since "
                 "the last checkpoint are dropped, not sent to the changelogs") from exc
-        except TransportError:
-            # Not a verdict on membership (e.g. the consumer is stopping): the
-            # checkpoint's own commit reports real failures.
-            return
+        except TransportError as exc:
+            # Not a verdict on membership (the broker unreachable, the consumer
+            # stopping): the changelogs go out, the checkpoint's own commit decides.
+            logger.warning("Could not check that the group still counts this worker as a "
+                           "member before its table changelogs go out (%s)", exc)
 
     async def _topics_declared(self) -> None:
         """Wait for topics ``send_soon`` is creating: their messages would hold up the
@@ -496,8 +553,18 @@ class Conductor:
         producer = self.transactions.producer
         if not self._txn_open or self._fenced is not None:
             return  # after the final commit, or fenced (the fetch loop re-joins)
+        if self._abort_at_stop:
+            self._txn_open = False
+            logger.warning("Exactly-once: the worker stops on an event an agent failed; the "
+                           "open transaction (that event's effects with the others') is "
+                           "aborted, and the next worker processes its events again")
+            await producer.abort_transaction()
+            await self.app.tables.discard_uncommitted()
+            return
         if not final:
             await self._quiesce()
+            if self._fenced is not None:
+                return  # aborted meanwhile: the fetch loop re-joins
         await self._topics_declared()
         offsets = self._committable()
         self.app.tables.flush_changelogs()
@@ -538,7 +605,7 @@ class Conductor:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + QUIESCE_TIMEOUT_S
         spins = 0
-        while self._in_flight() > 0:
+        while self._in_flight() > 0 and not self._abort_at_stop and self._fenced is None:
             if loop.time() > deadline:
                 logger.warning(
                     "Exactly-once checkpoint: actors still hold unfinished events after %.0f s "
@@ -641,7 +708,8 @@ class Conductor:
             return
         loop = asyncio.get_running_loop()
         deadline = loop.time() + IN_FLIGHT_TIMEOUT_S
-        while (left := self.tracker.in_flight(tps, dropped)) and self.error is None:
+        while ((left := self.tracker.in_flight(tps, dropped)) and self.error is None
+               and self._fenced is None):
             if loop.time() >= deadline:
                 logger.warning(
                     "%d events of revoked partitions were still being processed after "

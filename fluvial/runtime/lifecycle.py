@@ -62,7 +62,7 @@ async def start_app(app: App) -> None:
     await prepare_schemas(app, [*app.topics, *(t.changelog_topic for t in app.tables)])
     if conf.decode_error_policy == "dead_letter" or any(
         getattr(t, "on_decode_error", None) == "dead_letter" for t in app.conductor.topics
-    ):
+    ) or any(agent.errors.policy == "dead_letter" for agent in app.agents.values()):
         await app.declare_topics([app.topic(conf.dead_letter_topic_name, internal=True)])
     leads = any(entry.on_leader for entry in app.scheduler.entries)
     if app.conductor.topic_names or leads:
@@ -136,8 +136,7 @@ async def stop_app(app: App) -> None:
     background = list(app._background)
     for task in background:
         task.cancel()
-    await _bounded(asyncio.gather(*background, return_exceptions=True), "background tasks",
-                   app)
+    await _bounded(_cancelled(background), "background tasks", app)
     if app.conductor.transactions is not None:
         # Let the actors finish the events they hold (not the buffered ones), so
         # the final transaction holds whole events.
@@ -167,6 +166,15 @@ async def stop_app(app: App) -> None:
     app.started = False
     app.conductor.transactions = None
     await _bounded(app.close(), "producer and transport", app)
+
+
+async def _cancelled(tasks: list[asyncio.Task[Any]]) -> None:
+    """Wait for cancelled tasks to end; say which of them failed on the way out."""
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    for task, result in zip(tasks, results, strict=True):
+        if isinstance(result, Exception):
+            logger.error("Stopping the worker: task %s failed as it was cancelled: %r",
+                         task.get_name(), result, exc_info=result)
 
 
 #: How long one step of stopping may take before the worker gives up on it (loudly).

@@ -116,9 +116,9 @@ def _make_decoder(
             return None
         try:
             return convert(data)
-        except (MemoryError, SchemaRegistryUnavailable):
+        except SchemaRegistryUnavailable:
             raise  # not the message's fault: no decode error
-        except Exception as exc:
+        except Exception as exc:  # MemoryError too: a payload asking for more than there is
             raise error(
                 f"cannot decode {what} as {type_name} with codec {codec!r}: "
                 f"{type(exc).__name__}: {exc}"

@@ -37,6 +37,26 @@ logger = logging.getLogger(__name__)
 _MISSING = object()
 
 
+def _hashable(data: Any) -> Any:
+    """A decoded JSON key as the key written: lists were tuples (a list is no dict key)."""
+    if isinstance(data, list):
+        return tuple(_hashable(item) for item in data)
+    return data
+
+
+def _hashable_keys(decode: Callable[[bytes | None], Any]) -> Callable[[bytes | None], Any]:
+    def decode_key(data: bytes | None) -> Any:
+        key = decode(data)
+        return _hashable(key) if type(key) is list else key
+
+    return decode_key
+
+
+def _short(value: Any, limit: int = 200) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
 def _serializer_for(typ: Any) -> str:
     """Faust's choice of changelog serializer for a key or value type."""
     if typ is bytes:
@@ -127,8 +147,12 @@ class Table(MutableMapping[Any, Any]):
                                                            channel=changelog)
         self.decode_key = changelog.schema.key_decoder(default_serializer="json",
                                                        channel=changelog)
+        if key_type is None:
+            self.decode_key = _hashable_keys(self.decode_key)
         self.decode_value = changelog.schema.value_decoder(default_serializer="json",
                                                            channel=changelog)
+        #: Key types whose keys were seen to come back from the changelog as written.
+        self._key_types: set[type] = set()
         #: Whether a subclass overrides on_key_get/on_key_set/on_key_del (called only then).
         cls = type(self)
         self._key_hooks = (cls.on_key_get is not Table.on_key_get
@@ -378,6 +402,8 @@ class Table(MutableMapping[Any, Any]):
 
     def _set_in(self, partition: int, key: Any, value: Any) -> None:
         """Write ``key`` in ``partition`` (marked dirty for the next checkpoint)."""
+        if type(key) not in self._key_types:
+            self._check_key(key)
         store = self._parts.get(partition)
         if store is None:
             store = self._writable(partition)
@@ -388,6 +414,38 @@ class Table(MutableMapping[Any, Any]):
         if dirty is None:
             dirty = self._dirty[partition] = set()
         dirty.add(key)
+
+    def _unreadable(self, messages: list[Message], exc: Exception) -> str:
+        """Which changelog record could not be restored, and why."""
+        for message in messages:
+            try:
+                hash(self.decode_key(message.key))  # a key must be hashable
+                if message.value is not None:
+                    self.decode_value(message.value)
+            except Exception as error:
+                return (f"the record at offset {message.offset} (key {_short(message.key)}): "
+                        f"{type(error).__name__}: {error}")
+        return f"{type(exc).__name__}: {exc}"
+
+    def _check_key(self, key: Any) -> None:
+        """Refuse, at its first write, a kind of key the changelog would not give back
+        (a bytes key under JSON, a datetime that comes back a string): the table
+        would work until its first restore, then not start at all."""
+        try:
+            restored = self.decode_key(self.encode_key(key))
+        except Exception as exc:
+            restored = exc
+        if not isinstance(restored, BaseException) and restored == key and (
+                hash(restored) == hash(key)):
+            self._key_types.add(type(key))
+            return
+        back = (f"could not be read back ({restored})" if isinstance(restored, BaseException)
+                else f"would come back as {restored!r} ({type(restored).__name__})")
+        raise TableError(
+            f"Table {self.name}: the key {_short(key)} ({type(key).__name__}) {back} from "
+            f"the changelog (key serializer {self.key_serializer!r}). Declare the table's "
+            "key_type (key_type=bytes for bytes keys), or use keys that come back as written "
+            "(str, int, float, bool, tuples of them, Records)")
 
     def _del_in(self, partition: int, key: Any) -> None:
         """Delete ``key`` from ``partition`` (a tombstone at the next checkpoint)."""
@@ -531,7 +589,13 @@ class Table(MutableMapping[Any, Any]):
 
     def apply_changelog(self, partition: int, messages: list[Message]) -> None:
         """Apply changelog records (recovery): the last value of a key wins."""
-        self._store(partition).apply_changelog(messages, self.decode_key, self.decode_value)
+        try:
+            self._store(partition).apply_changelog(messages, self.decode_key,
+                                                   self.decode_value)
+        except Exception as exc:
+            raise TableError(
+                f"Table {self.name}: cannot restore partition {partition} from "
+                f"{self.changelog_topic_name}: {self._unreadable(messages, exc)}") from exc
         if self._windowing is not None:
             self._windowing.forget(partition)
         callback = self.on_changelog_event

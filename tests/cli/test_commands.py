@@ -45,9 +45,11 @@ def test_send_json_value_and_key_to_a_topic(invoke: Invoke, memory_url: str) -> 
     [message] = MemoryBroker.for_url(memory_url).messages("orders")
     assert message.key == b"alice"  # the raw key serializer
     assert json.loads(message.value or b"") == {"id": "a1", "amount": 3}
-    assert result.output.strip() == (
+    assert result.stdout.strip() == (
         f"sent to orders partition {message.partition} offset {message.offset}"
     )
+    # On the in-process broker the message dies with the command: it says so.
+    assert "lives in this process only" in result.stderr
 
 
 def test_send_text_that_is_not_json_as_a_string(invoke: Invoke, memory_url: str) -> None:
@@ -65,7 +67,7 @@ def test_send_repeat_with_json_output(invoke: Invoke, memory_url: str) -> None:
     app = new_app(broker=memory_url, topic_partitions=1)
     result = invoke("--json", "send", "ticks", "1", "--repeat", "3", app=app)
     assert result.exit_code == 0, result.output
-    metas = [json.loads(line) for line in result.output.splitlines()]
+    metas = [json.loads(line) for line in result.stdout.splitlines()]
     assert [(m["topic"], m["partition"], m["offset"]) for m in metas] == [
         ("ticks", 0, 0), ("ticks", 0, 1), ("ticks", 0, 2)]
     assert values(memory_url, "ticks") == [1, 1, 1]
@@ -116,10 +118,15 @@ def test_send_to_real_kafka(invoke: Invoke, kafka_url: str, kafka_bootstrap: str
 
     topic = f"cli-send-{uuid.uuid4().hex[:8]}"
     app = new_app(broker="memory://unused", topic_partitions=1)
+    missing = invoke("--broker", kafka_url, "send", topic, '{"n": 1}', app=app)
+    assert missing.exit_code == 2
+    assert f"Topic {topic!r} does not exist on {kafka_url}" in missing.output
+    assert "--create" in missing.output
     result = invoke("--broker", kafka_url, "--json", "send", topic, '{"n": 1}', "-k", "k1",
-                    app=app)
+                    "--create", app=new_app(broker="memory://unused", topic_partitions=1))
     assert result.exit_code == 0, result.output
-    meta = json.loads(result.output.splitlines()[-1])
+    assert "in-process" not in result.stderr
+    meta = json.loads(result.stdout.splitlines()[-1])
     assert (meta["topic"], meta["partition"], meta["offset"]) == (topic, 0, 0)
 
     consumer = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": topic,
@@ -283,3 +290,48 @@ def test_reset_deletes_local_table_state(invoke: Invoke, tmp_path: Path) -> None
     assert f"Deleted local table state at {tables}" in result.output
     assert not tables.exists()
     assert tmp_path.exists()  # only the tables' directory goes
+
+
+# -- send checks what it sends ----------------------------------------------------------
+
+
+def test_send_refuses_a_value_a_worker_could_not_decode(invoke: Invoke, memory_url: str) -> None:
+    app = new_app(broker=memory_url)
+    app.topic("orders", value_type=CliOrder)
+    missing_field = invoke("send", "orders", '{"amount": 3}', app=app)
+    assert missing_field.exit_code == 2
+    assert "is not a value a worker of orders can read (value_type CliOrder)" in (
+        missing_field.output)
+    assert "--raw" in missing_field.output
+    typo = invoke("send", "orders", '{"id": "a1", "amount": 3', app=app)
+    assert typo.exit_code == 2
+    assert "is not valid JSON" in typo.output
+    assert MemoryBroker.for_url(memory_url).messages("orders") == []
+    # --raw sends the text as it is, unchecked.
+    raw = invoke("send", "orders", '{"id": "a1", "amount": 3', "--raw", app=app)
+    assert raw.exit_code == 0, raw.output
+    [message] = MemoryBroker.for_url(memory_url).messages("orders")
+    assert message.value == b'{"id": "a1", "amount": 3'
+
+
+def test_send_checks_the_key_too(invoke: Invoke, memory_url: str) -> None:
+    app = new_app(broker=memory_url)
+    app.topic("counts", key_type=int, value_type=int)
+    bad = invoke("send", "counts", "1", "--key", "one", app=app)
+    assert bad.exit_code == 2
+    assert "is not a key a worker of counts can read (key_type int)" in bad.output
+    good = invoke("send", "counts", "1", "--key", "7", app=app)
+    assert good.exit_code == 0, good.output
+
+
+def test_global_options_after_the_command(invoke: Invoke, tmp_path: Path) -> None:
+    app = new_app(broker="memory://")
+    app.Table("scores", help="Scores.")
+    result = invoke("tables", "--json", app=app)
+    assert result.exit_code == 0, result.output
+    assert [row["name"] for row in json.loads(result.stdout)] == ["scores"]
+    datadir = tmp_path / "shop"
+    result = invoke("worker", "--duration", "0.1", "--datadir", str(datadir), "--without-web",
+                    app=app)
+    assert result.exit_code == 0, result.output
+    assert app.conf.datadir == str(datadir)

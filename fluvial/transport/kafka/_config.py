@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -31,18 +33,72 @@ CONNECTION_CODES = frozenset({
 })
 
 
-class _TransientAtWarning(logging.Filter):
-    """librdkafka logs a refused connection (``FAIL``) at its ERR level, though it
-    retries: a broker restarting is a WARNING, not an ERROR, for the worker."""
+#: A broker that stays unreachable is reported once per this many seconds (per
+#: client and broker); the failures in between are logged at DEBUG.
+CONNECTION_REPORT_INTERVAL_S = 10.0
+
+
+class Throttle:
+    """One report per key per interval, and how many were held back since the last."""
+
+    def __init__(self, interval: float = CONNECTION_REPORT_INTERVAL_S) -> None:
+        self.interval = interval
+        self._last: dict[str, tuple[float, int]] = {}
+        self._lock = threading.Lock()  # librdkafka calls back from its own threads
+
+    def due(self, key: str) -> int | None:
+        """None: hold this one back; else report it, with the count held back since."""
+        now = time.monotonic()
+        with self._lock:
+            last, held = self._last.get(key, (-self.interval, 0))
+            if now - last < self.interval:
+                self._last[key] = (last, held + 1)
+                return None
+            self._last[key] = (now, 0)
+            return held
+
+
+def _demote(record: logging.LogRecord) -> None:
+    record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+
+
+class _ConnectionFailures(logging.Filter):
+    """librdkafka logs every refused connection (``FAIL``) at its ERR level, many a
+    second while a broker is down, though it retries: one WARNING per client and
+    broker per interval says so, the rest go to DEBUG."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.throttle = Throttle()
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if (record.levelno == logging.ERROR and isinstance(record.args, tuple)
-                and record.args and record.args[0] == "FAIL"):
+        args = record.args
+        if not (isinstance(args, tuple) and len(args) == 3 and args[0] == "FAIL"):
+            return True
+        _, client, text = args
+        # "[thrd:host:port/id]: host:port/id: Connect to ... failed: ..."
+        text = str(text)
+        if text.startswith("[thrd:"):
+            text = text.partition("]: ")[2]
+        broker, _, what = text.partition(": ")
+        held = self.throttle.due(f"{client}|{broker}")
+        if held is None:
+            _demote(record)
+        else:
             record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.msg = "Cannot reach Kafka broker %s (%s): %s — retrying%s"
+            record.args = (broker, client, what, _held_back(held))
         return True
 
 
-RDKAFKA_LOGGER.addFilter(_TransientAtWarning())
+def _held_back(count: int) -> str:
+    return (f"; {count} more such failures in the last {CONNECTION_REPORT_INTERVAL_S:.0f} s"
+            if count else "")
+
+
+RDKAFKA_LOGGER.addFilter(_ConnectionFailures())
+
+_errors = Throttle()
 
 
 def bootstrap_servers(url: str) -> str:
@@ -71,11 +127,27 @@ def bootstrap_servers(url: str) -> str:
     return ",".join(servers)
 
 
+def log_client_error(err: KafkaError, client: str, logger: logging.Logger = RDKAFKA_LOGGER
+                     ) -> None:
+    """An error librdkafka reports and retries, at WARNING. A refused connection or a
+    name that does not resolve is already told by librdkafka's own log line (once
+    per interval, see :class:`_ConnectionFailures`): DEBUG here. All brokers down is
+    a WARNING once per interval per client."""
+    code = err.code()
+    if code in (KafkaError._TRANSPORT, KafkaError._RESOLVE):
+        logger.debug("Kafka %s: %s: %s", client, err.name(), err.str())
+        return
+    held = _errors.due(f"{client}|{code}") if code in CONNECTION_CODES else 0
+    if held is None:
+        logger.debug("Kafka %s: %s: %s", client, err.name(), err.str())
+    else:
+        logger.warning("Kafka %s: %s: %s%s", client, err.name(), err.str(),
+                       f" — retrying{_held_back(held)}" if code in CONNECTION_CODES else "")
+
+
 def _log_error(err: KafkaError) -> None:
-    # Transient connection errors are retried by librdkafka (and logged by it);
-    # fatal ones are recorded by the producer/consumer that owns the handle.
-    level = logging.DEBUG if err.code() in CONNECTION_CODES else logging.WARNING
-    RDKAFKA_LOGGER.log(level, "librdkafka: %s", err.str())
+    # Fatal errors are also recorded by the producer/consumer that owns the handle.
+    log_client_error(err, "client")
 
 
 def client_config(

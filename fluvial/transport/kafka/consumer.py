@@ -44,7 +44,7 @@ from ...clock import wait_event
 from ...exceptions import CommitError, ConsumerFailed, GroupMembershipLost, TransportError
 from ...types import TP, Message, RebalanceCallback
 from ._buffer import FetchBuffer
-from ._config import CONNECTION_CODES, describe_error
+from ._config import describe_error, log_client_error
 from .message import KafkaMessage
 
 __all__ = ["CONSUMER_DEFAULTS", "KafkaConsumer"]
@@ -610,10 +610,8 @@ class KafkaConsumer:
             self._post_error(
                 ConsumerFailed(f"The Kafka consumer failed fatally: {err.name()}: {err.str()}")
             )
-        elif err.code() in CONNECTION_CODES:
-            logger.debug("Kafka consumer: %s", err.str())  # librdkafka logged it
         else:
-            logger.warning("Kafka consumer: %s", err.str())
+            log_client_error(err, "consumer", logger)
 
     # -- on the loop, called from the thread ----------------------------------------------
     def _receive(self, batch: list[Message], gen: int, errors: list[KafkaError]) -> None:

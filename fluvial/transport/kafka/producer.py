@@ -21,6 +21,7 @@ from confluent_kafka import Message as RawMessage
 
 from ...exceptions import ProducerError
 from ...types import Headers, RecordMetadata
+from ._config import Throttle, describe_error
 
 __all__ = ["PRODUCER_DEFAULTS", "KafkaProducer"]
 
@@ -79,6 +80,7 @@ class KafkaProducer:
         self._reports: list[_Report] = []
         self._failures: list[ProducerError] = []
         self._fatal: ProducerError | None = None
+        self._poll_errors = Throttle()
         self._flush_waiters: list[asyncio.Future[None]] = []
         self._waiters_lock = threading.Lock()
         self._round_done = threading.Event()
@@ -240,8 +242,12 @@ class KafkaProducer:
                 producer.poll(_POLL_INTERVAL_S)
             except KafkaException as exc:
                 # A fatal error (e.g. a fenced transactional producer) is raised by
-                # poll(); error_cb recorded it already and flush() reports it.
-                logger.debug("Producer poll: %s", exc)
+                # poll(), every round: error_cb recorded it and flush() reports it;
+                # said here once per interval.
+                held = self._poll_errors.due("poll")
+                if held is not None:
+                    logger.warning("Kafka producer: poll failed: %s%s", describe_error(exc),
+                                   f" ({held} times since)" if held else "")
             reports = self._reports
             if reports:
                 self._reports = []

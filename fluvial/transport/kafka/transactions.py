@@ -28,6 +28,7 @@ from ...exceptions import (
     TransactionsUnavailable,
 )
 from ...types import TP, Headers, RecordMetadata
+from ._config import Throttle
 from .producer import KafkaProducer
 
 __all__ = ["FENCED_CODES", "TransactionalKafkaProducer"]
@@ -70,6 +71,7 @@ class TransactionalKafkaProducer(KafkaProducer):
         self._held: list[_Held] = []
         self._fatal_code: int | None = None
         self._fatal_send = False
+        self._dropped = Throttle()
 
     # -- sending ---------------------------------------------------------------
     def send(self, topic: str, key: bytes | None, value: bytes | None, *,
@@ -84,6 +86,7 @@ class TransactionalKafkaProducer(KafkaProducer):
             except ProducerError as exc:
                 if not self._doomed(exc):
                     raise
+                self._log_dropped(topic, exc)
                 fut: asyncio.Future[RecordMetadata] = self._loop.create_future()
                 fut.set_exception(exc)
                 fut.exception()  # the commit reports it; nobody need retrieve it
@@ -104,6 +107,14 @@ class TransactionalKafkaProducer(KafkaProducer):
         except ProducerError as exc:
             if not self._doomed(exc):
                 raise
+            self._log_dropped(topic, exc)
+
+    def _log_dropped(self, topic: str, exc: ProducerError) -> None:
+        held = self._dropped.due("dropped")
+        if held is not None:
+            logger.warning("Exactly-once: a message to %r is dropped with the transaction, "
+                           "which cannot commit (%s)%s; its events are processed again",
+                           topic, exc, f" ({held} more dropped since)" if held else "")
 
     def _doomed(self, exc: ProducerError) -> bool:
         """A send failed because the producer failed fatally (fenced), or because the
@@ -167,9 +178,10 @@ class TransactionalKafkaProducer(KafkaProducer):
         self._open = False
         try:
             await self.flush()
-        except ProducerError:
+        except ProducerError as exc:
             # The commit below reports the transaction's state (fenced, or abortable).
-            pass
+            logger.warning("Exactly-once: messages of the transaction of %r were not "
+                           "delivered: %s", self.transactional_id, exc)
         await self._checked("commit the transaction", self._producer.commit_transaction,
                             CALL_TIMEOUT_S)
 
