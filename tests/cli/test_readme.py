@@ -32,7 +32,8 @@ def runnable(line: str, datadir: Path) -> list[list[str]]:
             .replace('{"account_id": "a1", ...}', '{"account_id": "a1", "amount": 3}')
             .replace("'...'", '\'{"account_id": "a2", "amount": 1}\'')
             .replace("/var/lib/shop", str(datadir)))
-    args = shlex.split(line)
+    wrapped = re.fullmatch(r'eval "\$\((.*)\)"', line)  # eval "$(fluvial completion)"
+    args = shlex.split(wrapped.group(1) if wrapped else line)
     assert args[0] == "fluvial", line
     args = args[1:]
     if "worker" in args and "--duration" not in args:
