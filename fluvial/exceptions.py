@@ -81,6 +81,12 @@ class ValueDecodeError(SerializationError):
     """A message value could not be decoded with the topic's value type."""
 
 
+class DecoderUnavailable(FluvialError):
+    """A decoder cannot work now for a reason outside the message (the schema
+    registry is unreachable): the worker stops on the message without committing
+    it, rather than treating it as undecodable."""
+
+
 class ModelDecodeError(SerializationError, ValueError):
     """A payload does not decode into a model (missing fields, not an object, ...);
     a ``ValueError`` too, as the underlying decoders' errors are."""

@@ -170,11 +170,15 @@ def _check_decodes(app: App, channel: Channel[Any], key: Any, value: Any,
     schema = channel.schema
     conf = app.conf
     checks = (
-        ("key", key, schema.key_encoder(conf.key_serializer, serializer=key_serializer),
-         schema.key_decoder(conf.key_serializer, serializer=key_serializer), schema.key_type),
+        ("key", key,
+         schema.key_encoder(conf.key_serializer, serializer=key_serializer, channel=channel),
+         schema.key_decoder(conf.key_serializer, serializer=key_serializer, channel=channel),
+         schema.key_type),
         ("value", value,
-         schema.value_encoder(conf.value_serializer, serializer=value_serializer),
-         schema.value_decoder(conf.value_serializer, serializer=value_serializer),
+         schema.value_encoder(conf.value_serializer, serializer=value_serializer,
+                              channel=channel),
+         schema.value_decoder(conf.value_serializer, serializer=value_serializer,
+                              channel=channel),
          schema.value_type),
     )
     for what, obj, encode, decode, typ in checks:

@@ -16,6 +16,7 @@ from ..clock import wait_event, wait_within
 from ..events import Event
 from ..exceptions import (
     ConsumerFailed,
+    DecoderUnavailable,
     FluvialError,
     GroupMembershipLost,
     ProducerError,
@@ -351,6 +352,13 @@ class Conductor:
         for m in batch:
             try:
                 events.append(Event(app, dk(m.key), dv(m.value), None, m))
+            except DecoderUnavailable as exc:
+                logger.error("Cannot decode message %s: %s. Stopping without committing it.",
+                             position(m), exc)
+                m.refcount = NEVER_ACKED
+                self._stopped_on = m
+                self.fail(exc)
+                break
             except Exception as exc:
                 if not self._on_decode_error(sub, m, exc):
                     break

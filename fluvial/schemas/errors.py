@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from fluvial.exceptions import FluvialError, ImproperlyConfigured, SerializationError
+from fluvial.exceptions import (
+    DecoderUnavailable,
+    FluvialError,
+    ImproperlyConfigured,
+    SerializationError,
+)
 
 __all__ = [
     "SchemaDerivationError",
@@ -28,7 +33,7 @@ class SchemaNotRegistered(SchemaRegistryError):
     under its subject: register it first (or turn auto-registration on)."""
 
 
-class SchemaRegistryUnavailable(SchemaRegistryError):
+class SchemaRegistryUnavailable(SchemaRegistryError, DecoderUnavailable):
     """The registry could not be reached, even after the client's retries."""
 
 

@@ -25,11 +25,16 @@ from typing import Any
 import msgspec
 
 from fluvial.codecs import JSON_CODEC, RAW_CODEC, Codec, CodecArg, get_codec, json_dumps
-from fluvial.exceptions import FluvialError, KeyDecodeError, SerializationError, ValueDecodeError
+from fluvial.exceptions import (
+    DecoderUnavailable,
+    FluvialError,
+    KeyDecodeError,
+    SerializationError,
+    ValueDecodeError,
+)
 from fluvial.models.convert import is_foreign_model, is_model_class
 from fluvial.models.registry import maybe_model
 from fluvial.schemas.codec import SchemaCodec
-from fluvial.schemas.errors import SchemaRegistryUnavailable
 
 __all__ = ["Decoder", "Encoder", "Registry", "Schema", "codecs"]
 
@@ -116,7 +121,7 @@ def _make_decoder(
             return None
         try:
             return convert(data)
-        except SchemaRegistryUnavailable:
+        except DecoderUnavailable:
             raise  # not the message's fault: no decode error
         except Exception as exc:  # MemoryError too: a payload asking for more than there is
             raise error(
