@@ -28,6 +28,7 @@ from .runtime.scheduling import Scheduler
 from .sensors import Monitor, SensorDelegate
 from .serializers import Registry, Schema
 from .settings import Settings
+from .signals import Signal, SyncSignal
 from .streams import Stream
 from .tables import GlobalTable, SetGlobalTable, SetTable, Table, TableManager
 from .transport import by_url
@@ -49,7 +50,8 @@ T = TypeVar("T")
 class App:
     """A stream processing application (``faust.App('hello-app', broker=...)``)."""
 
-    def __init__(self, id: str, *, clock: Clock | None = None, **settings: Any) -> None:
+    def __init__(self, id: str, *, clock: Clock | None = None, monitor: Monitor | None = None,
+                 **settings: Any) -> None:
         self._id = id
         self._arguments = settings
         caller = inspect.currentframe()
@@ -60,6 +62,8 @@ class App:
         self._serializers: Registry | None = None
         self._config_source: Any = None
         self._silent_source = False
+        #: The configuration signals were sent (``finalize`` sends them once).
+        self._configured = False
         self._overrides: dict[str, Any] = {}
         #: ``app.conf.NAME = value`` assignments, re-applied whenever settings are resolved.
         self._assigned: dict[str, Any] = {}
@@ -81,9 +85,6 @@ class App:
         #: The app's consumer group as last seen, and where keys live (``app.router``).
         self.membership = Membership(self)
         self.router = Router(self)
-        #: Faust's counters (``app.monitor``) and every sensor told about the worker.
-        self.monitor = Monitor()
-        self.sensors = SensorDelegate(self.monitor)
         self._transport: TransportT | None = None
         self._producer: ProducerT | None = None
         self._producer_started: asyncio.Event | None = None
@@ -98,6 +99,38 @@ class App:
         self.group_consumer: ConsumerT | None = None
         self.running_services: list[Any] = []
         self._web: Web | None = None
+        #: The sensors told what the worker does (``app.sensors.add(sensor)``).
+        self.sensors = SensorDelegate(self)
+        self._monitor = monitor
+        self._signals()
+
+    def _signals(self) -> None:
+        """Faust's signals, each sent with this app as the sender."""
+        self.on_before_configured = SyncSignal("on_before_configured", self)
+        self.on_configured = SyncSignal("on_configured", self)
+        self.on_after_configured = SyncSignal("on_after_configured", self)
+        self.on_worker_init = SyncSignal("on_worker_init", self)
+        self.on_partitions_assigned = Signal("on_partitions_assigned", self)
+        self.on_partitions_revoked = Signal("on_partitions_revoked", self)
+        self.on_rebalance_complete = Signal("on_rebalance_complete", self)
+        self.on_before_shutdown = Signal("on_before_shutdown", self)
+        self.on_produce_message = SyncSignal("on_produce_message", self)
+
+    @property
+    def monitor(self) -> Monitor:
+        """Statistics of the worker (``App(monitor=...)``, else a :class:`Monitor`);
+        added to :attr:`sensors` when the app starts."""
+        if self._monitor is None:
+            self._monitor = Monitor()
+        return self._monitor
+
+    @monitor.setter
+    def monitor(self, monitor: Monitor) -> None:
+        if self._monitor is not None:
+            self.sensors.remove(self._monitor)
+        self._monitor = monitor
+        if self.started:
+            self.sensors.add(monitor)
 
     def __repr__(self) -> str:
         return f"<App {self._id}>"
@@ -122,6 +155,10 @@ class App:
 
     def finalize(self) -> None:
         """Resolve the settings (see :mod:`fluvial.settings` for the sources' order)."""
+        first = not self._configured
+        self._configured = True
+        if first:
+            self.on_before_configured.send()
         conf = Settings.from_sources(self._id, self._settings_arguments(), environ=os.environ,
                                      assigned=self._assigned, overrides=self._overrides)
         if not conf.reply_to:
@@ -133,6 +170,9 @@ class App:
             self._conf = conf
         else:
             self._conf.update(conf)  # the same object: references to app.conf stay current
+        if first:
+            self.on_configured.send(self._conf)
+            self.on_after_configured.send()
 
     def _assign_setting(self, name: str, value: Any) -> None:
         """``app.conf.NAME = value``: checked like an ``App()`` argument, refused once started."""

@@ -13,6 +13,7 @@ import os
 import re
 import sys
 from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .buffers import EventBuffer
@@ -23,6 +24,7 @@ from .types import Headers, Message, RecordMetadata, TopicSpec
 
 if TYPE_CHECKING:
     from .app import App
+    from .sensors import SensorDelegate
     from .streams import Stream
 
 __all__ = ["Channel", "Topic", "TopicDeclarations"]
@@ -301,15 +303,20 @@ class Topic(Channel[T]):
     ) -> asyncio.Future[RecordMetadata]:
         if not self._declared:
             self._declare_soon()
+        app = self.app
+        if app.on_produce_message:
+            app.on_produce_message.send(key=key, value=value, partition=partition,
+                                        timestamp=timestamp, headers=headers)
         k, v = self._encode(key, value, schema, key_serializer, value_serializer)
-        fut = self.app.producer.send(
-            self.get_topic_name(),
-            k,
-            v,
-            partition=partition,
-            timestamp=timestamp,
-            headers=_headers(headers),
-        )
+        name = self.get_topic_name()
+        producer = app.producer
+        fut = producer.send(name, k, v, partition=partition, timestamp=timestamp,
+                            headers=_headers(headers))
+        sensors = app.sensors
+        if sensors.sends:
+            states = sensors.on_send_initiated(producer, name, (k, v), len(k or b""),
+                                               len(v or b""))
+            fut.add_done_callback(partial(_send_done, sensors, producer, states))
         if callback is not None:
             fut.add_done_callback(callback)
         return fut
@@ -439,6 +446,8 @@ def subscription_pattern(pattern: str | re.Pattern[str]) -> str:
     except re.error as exc:
         raise ImproperlyConfigured(f"pattern={text!r} is not a regular expression: {exc}") from exc
     return text if text.startswith("^") else f"^{text}"
+
+
 class TopicDeclarations:
     """The app's topic declarations by name: a second one that contradicts the first
     (partition count, key or value serializer) is refused, naming both."""
@@ -483,3 +492,14 @@ def _declared_at() -> str:
             return f"{frame.f_code.co_filename}:{frame.f_lineno}"
         frame = frame.f_back  # type: ignore[assignment]
     return "<unknown>"
+
+
+def _send_done(sensors: SensorDelegate, producer: Any, states: dict[Any, Any],
+               fut: asyncio.Future[RecordMetadata]) -> None:
+    if fut.cancelled():
+        return
+    exc = fut.exception()
+    if exc is None:
+        sensors.on_send_completed(producer, states, fut.result())
+    else:
+        sensors.on_send_error(producer, exc, states)

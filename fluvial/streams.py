@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -38,6 +39,12 @@ Step = tuple[str, Callable[[Any], Any], bool]  # (kind, function, is_async)
 #: acknowledges the events they hold and releases their buffers.
 _actor_streams: ContextVar[list[Stream[Any]] | None] = ContextVar(
     "fluvial_actor_streams", default=None)
+
+#: The name of the agent whose actor is running (its streams report to sensors under it).
+_actor_agent: ContextVar[str | None] = ContextVar("fluvial_actor_agent", default=None)
+
+#: Sensors hear of an agent's events in runs of at most this many.
+SENSOR_RUN_MAX = 1000
 
 
 class Stream(Generic[T]):
@@ -73,9 +80,17 @@ class Stream(Generic[T]):
         self._pending: Event | None = None
         #: The events of the batch ``take`` handed out, not yet acknowledged.
         self._held: list[Event] = []
+        #: The agent whose actor made this stream (None outside agents).
+        self.agent_name = _actor_agent.get()
 
     def __repr__(self) -> str:
         return f"<Stream of {self.channel.label}>"
+
+    @property
+    def label(self) -> str:
+        """What sensors call this stream: its agent and channel."""
+        where = self.channel.label
+        return f"{self.agent_name}: {where}" if self.agent_name else where
 
     def _derive(self, **changes: Any) -> Stream[Any]:
         params: dict[str, Any] = {
@@ -161,6 +176,7 @@ class Stream(Generic[T]):
         items = buffer.items
         steps = self._steps
         noack = self._noack
+        sensors = self.app.sensors
         tasks = await self._companion_tasks()
         try:
             while True:
@@ -171,6 +187,12 @@ class Stream(Generic[T]):
                         pending.ack()
                 if items and buffer.error is None:
                     event = buffer.get_nowait()
+                elif sensors.streams:
+                    async for event in self._sensed_events():
+                        if steps and not await self._apply_steps(event):
+                            continue
+                        yield event
+                    continue
                 else:
                     event = await buffer.get()
                 assert event is not None
@@ -211,6 +233,7 @@ class Stream(Generic[T]):
         noack = self._noack
         set_current = _current_event.set
         low_water = buffer.maxsize >> 1
+        sensors = self.app.sensors
         while True:
             pending = self._pending
             if pending is not None:
@@ -221,6 +244,11 @@ class Stream(Generic[T]):
                 event = items.popleft()
                 if buffer.draining and len(items) <= low_water:
                     buffer.drain()
+            elif sensors.streams:
+                # Tested only here, when the buffer ran empty: once per batch.
+                async for event in self._sensed_events():
+                    yield event
+                continue
             else:
                 event = await buffer.get()
             self._pending = event
@@ -238,6 +266,7 @@ class Stream(Generic[T]):
         noack = self._noack
         set_current = _current_event.set
         low_water = buffer.maxsize >> 1
+        sensors = self.app.sensors
         while True:
             pending = self._pending
             if pending is not None:
@@ -248,12 +277,66 @@ class Stream(Generic[T]):
                 event = items.popleft()
                 if buffer.draining and len(items) <= low_water:
                     buffer.drain()
+            elif sensors.streams:
+                # Tested only here, when the buffer ran empty: once per batch.
+                async for event in self._sensed_events():
+                    yield event.value
+                continue
             else:
                 event = await buffer.get()
             self._pending = event
             self.current_event = event
             set_current(event)
             yield event.value
+
+    async def _sensed_events(self) -> AsyncIterator[Event]:
+        """The events, told to the sensors: runs of events (``on_stream_events``), and
+        each event to sensors with per-event hooks. Returns when, the buffer having run
+        empty, no sensor listens any more (the caller goes back to its own loop)."""
+        buffer = self.buffer
+        items = buffer.items
+        noack = self._noack
+        low_water = buffer.maxsize >> 1
+        sensors = self.app.sensors
+        clock = time.perf_counter
+        per_event = sensors.stream_events
+        runs = sensors.stream_runs
+        states: dict[Any, Any] = {}
+        count = 0
+        started = 0.0
+        while True:
+            pending = self._pending
+            if pending is not None:
+                self._pending = None
+                if not noack:
+                    pending.message.refcount -= 1
+                if per_event:
+                    sensors.on_stream_event_out(self, pending, states)
+            if items and count < SENSOR_RUN_MAX:
+                event = items.popleft()
+            else:
+                if count:
+                    if runs:
+                        sensors.on_stream_events(self, count, clock() - started)
+                    count = 0
+                if items:
+                    event = items.popleft()
+                else:
+                    per_event = sensors.stream_events
+                    runs = sensors.stream_runs
+                    if not (per_event or runs):
+                        return
+                    event = await buffer.get()
+                started = clock()
+            if buffer.draining and len(items) <= low_water:
+                buffer.drain()
+            count += 1
+            self._pending = event
+            self.current_event = event
+            _current_event.set(event)
+            if per_event:
+                states = sensors.on_stream_event_in(self, event)
+            yield event
 
     async def _values(self) -> AsyncIterator[T]:
         async for event in self.events():

@@ -14,7 +14,7 @@ from ..buffers import EventBuffer
 from ..channels import Channel, Topic
 from ..events import _current_event
 from ..exceptions import AgentError, ImproperlyConfigured
-from ..streams import Stream, _actor_streams
+from ..streams import Stream, _actor_agent, _actor_streams
 from ..types import RecordMetadata
 from .errors import ErrorPolicy
 from .isolated import PartitionedBuffers
@@ -176,6 +176,7 @@ class Agent:
         while True:
             streams: list[Stream[Any]] = []
             _actor_streams.set(streams)
+            _actor_agent.set(self.name)
             stream: Stream[Any] = Stream(channel, app=self.app, buffer=buffer)
             try:
                 await self._execute(stream)

@@ -120,8 +120,6 @@ class Conductor:
         self.error: BaseException | None = None
         #: Whether this worker holds partition 0 of the leader topic (``app.is_leader()``).
         self.leader = False
-        #: The sensors' state of the rebalance in progress (from its revoke).
-        self._rebalance: dict[Any, Any] | None = None
         #: Whether the ``on_leader`` tasks were told this worker leads.
         self._leading = False
         #: The message a ``stop`` policy stopped the worker on.
@@ -302,6 +300,8 @@ class Conductor:
                 batch.append(message)
         self.events_received += len(messages)
         tracker = self.tracker
+        sensors = self.app.sensors
+        sensed = sensors.messages  # once per batch: no sensor, no cost
         for topic, batch in by_topic.items():
             subs = self._subscribers(topic)
             if not subs:
@@ -310,6 +310,8 @@ class Conductor:
             for message in batch:
                 message.refcount = receivers
             tracker.track(topic, batch)
+            if sensed:
+                sensors.on_messages_in(topic, batch)
             decoded = [(sub, self._decode(sub, batch)) for sub in subs]
             if self.error is not None:
                 # decode_error_policy=stop: no subscriber sees the bad message or
@@ -447,6 +449,8 @@ class Conductor:
             holders.add(buffer)
         if to_pause and self.consumer is not None:
             self.consumer.pause(to_pause)
+            for tp in to_pause:
+                self.app.sensors.on_topic_buffer_full(tp)
 
     def _on_drain(self, buffer: EventBuffer) -> None:
         self._drained.set()
@@ -475,6 +479,12 @@ class Conductor:
         transaction committed, stores persisted, the next transaction begun (not
         after the ``final`` one). Raises :class:`ProducerFenced` when fenced.
         """
+        sensors = self.app.sensors
+        states = sensors.on_commit_initiated(self.consumer)
+        await self._checkpoint(final=final)
+        sensors.on_commit_completed(self.consumer, states)
+
+    async def _checkpoint(self, *, final: bool) -> None:
         async with self._checkpoint_lock:
             self._since_checkpoint = 0
             self._checkpoint_due = False
@@ -496,7 +506,6 @@ class Conductor:
                 ) from None
             self.app.tables.persist()
             if offsets and self.consumer is not None:
-                sensed = self.app.sensors.on_commit_initiated(self.consumer)
                 try:
                     await self.consumer.commit(offsets)
                 except GroupMembershipLost as exc:
@@ -505,7 +514,6 @@ class Conductor:
                     logger.warning("Offsets not committed, the group moved on: %s. The "
                                    "partitions' owners will process these events again.", exc)
                     return
-                self.app.sensors.on_commit_completed(self.consumer, sensed)
                 self.tracker.committed.update(offsets)
             self.app.tables.report_committed()
 
@@ -635,6 +643,10 @@ class Conductor:
         finally:
             self._discarded_refs -= dropped
 
+    def events_in_hand(self) -> int:
+        """Events the actors took and have not finished (the monitor's ``events_active``)."""
+        return max(self._in_flight(), 0)
+
     def _in_flight(self) -> int:
         """Event references handed to actors and not acknowledged."""
         unacked = self.tracker.unacked_refs()
@@ -644,9 +656,10 @@ class Conductor:
     # -- rebalancing ---------------------------------------------------------------
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
-        self._rebalance = self.app.sensors.on_rebalance_start(self.app)
+        self.app.sensors.rebalance_started()
         revoked = self._leadership(revoked, held=False)
         logger.info("Partitions revoked: %s", _fmt(revoked))
+        await self.app.on_partitions_revoked.send(revoked)
         # Events still queued for revoked partitions are dropped (the new owner
         # reads them again); events an actor holds are finished first, so that
         # the checkpoint below commits them and nobody processes them twice.
@@ -754,10 +767,19 @@ class Conductor:
     async def on_partitions_assigned(self, assigned: set[TP]) -> None:
         assigned = self._leadership(assigned, held=True)
         self.app.membership.changed()  # a new generation: who owns what, where
-        rebalance, self._rebalance = self._rebalance, None
-        self.app.sensors.on_rebalance_end(
-            self.app, rebalance or self.app.sensors.on_rebalance_start(self.app))
         logger.info("Partitions assigned: %s", _fmt(assigned))
+        sensors = self.app.sensors
+        sensors.rebalance_returned()
+        try:
+            await self._assign(assigned)
+        except BaseException as exc:
+            sensors.rebalance_ended(exc)
+            raise
+        sensors.rebalance_ended()
+        await self.app.on_partitions_assigned.send(assigned)
+        await self.app.on_rebalance_complete.send()
+
+    async def _assign(self, assigned: set[TP]) -> None:
         membership = self._membership
         self._assignment |= assigned
         # Tables behind their changelog are restored in the background; their

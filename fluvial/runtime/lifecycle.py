@@ -43,6 +43,7 @@ async def start_app(app: App) -> None:
         app.discover()
     app.started = True
     app.flow_control.resume()
+    app.sensors.add(app.monitor)
     await app.producer_ready()
     if conf.exactly_once:
         from .transactions import Transactions
@@ -87,6 +88,7 @@ async def start_app(app: App) -> None:
         app.add_background_task(app.membership.run(), "membership")
         app.add_background_task(watch_processing(app), "processing-watchdog")
     await app.tables.start_global_tailing()
+    app.add_background_task(app.sensors.run_sampling(), "sensors")
     app.scheduler.start()
 
 
@@ -131,6 +133,7 @@ async def create_group_consumer(app: App) -> ConsumerT:
 async def stop_app(app: App) -> None:
     if not app.started:
         return
+    await _bounded(app.on_before_shutdown.send(), "on_before_shutdown receivers", app)
     app.scheduler.stop()
     app.conductor.set_leader(False)
     background = list(app._background)

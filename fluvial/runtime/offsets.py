@@ -57,6 +57,15 @@ class OffsetTracker:
                         break
         return heads
 
+    def positions(self) -> dict[TP, int]:
+        """The next offset to read of every partition tracked or committed."""
+        positions = dict(self.committed)
+        for topic, parts in self._parts.items():
+            for partition, queue in parts.items():
+                if queue:
+                    positions[TP(topic, partition)] = queue[-1].offset + 1
+        return positions
+
     def unacked_refs(self) -> int:
         """Outstanding stream references of the messages tracked (acked ones count 0)."""
         return sum(m.refcount for parts in self._parts.values() for q in parts.values()

@@ -117,6 +117,9 @@ class Table(MutableMapping[Any, Any]):
         #: from the changelog, invisible to reads until they become active.
         self._standby_parts: dict[int, PartitionStore] = {}
         self._dirty: dict[int, set[Any]] = {}
+        #: Changelog records sent so far (metrics).
+        self.changelog_records = 0
+        self._sensors = app.sensors
         #: Writes of events whose partition was revoked meanwhile (dropped).
         self.writes_dropped = 0
         self._dropped_logged = 0.0
@@ -370,6 +373,8 @@ class Table(MutableMapping[Any, Any]):
     # -- mapping ----------------------------------------------------------------
 
     def __getitem__(self, key: Any) -> Any:
+        if self._sensors.tables:
+            self._sensors.on_table_get(self, key)
         if self._key_hooks:
             self.on_key_get(key)
         event = _current_event.get()
@@ -391,11 +396,15 @@ class Table(MutableMapping[Any, Any]):
         raise KeyError(key)
 
     def __setitem__(self, key: Any, value: Any) -> None:
+        if self._sensors.tables:
+            self._sensors.on_table_set(self, key, value)
         self._set_in(self._partition_for_write(key), key, value)
         if self._key_hooks:
             self.on_key_set(key, value)
 
     def __delitem__(self, key: Any) -> None:
+        if self._sensors.tables:
+            self._sensors.on_table_del(self, key)
         self._del_in(self._partition_for_write(key), key)
         if self._key_hooks:
             self.on_key_del(key)
@@ -572,6 +581,7 @@ class Table(MutableMapping[Any, Any]):
                 sent += 1
         self._flushed_changes = changes
         self._seal_stores()
+        self.changelog_records += sent
         return sent
 
     def _seal_stores(self) -> None:

@@ -251,7 +251,10 @@ class Web:
             from .pages import builtin_routes
 
             conf = self.app.conf
-            middleware = [Middleware(_BodyLimit, limit=conf.web_max_request_size)]
+            from .sensing import SensedRequests
+
+            middleware = [Middleware(SensedRequests, fluvial_app=self.app),
+                          Middleware(_BodyLimit, limit=conf.web_max_request_size)]
             if conf.web_cors_options:
                 middleware.insert(0, Middleware(CORSMiddleware, **dict(conf.web_cors_options)))
             self._asgi = Starlette(
