@@ -187,14 +187,17 @@ class Stream(Generic[T]):
                         pending.ack()
                 if items and buffer.error is None:
                     event = buffer.get_nowait()
-                elif sensors.streams:
-                    async for event in self._sensed_events():
-                        if steps and not await self._apply_steps(event):
-                            continue
-                        yield event
-                    continue
                 else:
-                    event = await buffer.get()
+                    got = None if sensors.streams else await buffer.get()
+                    if got is None or sensors.streams:
+                        if got is not None:
+                            items.appendleft(got)
+                        async for event in self._sensed_events():
+                            if steps and not await self._apply_steps(event):
+                                continue
+                            yield event
+                        continue
+                    event = got
                 assert event is not None
                 self._pending = event
                 self.current_event = event
@@ -244,13 +247,17 @@ class Stream(Generic[T]):
                 event = items.popleft()
                 if buffer.draining and len(items) <= low_water:
                     buffer.drain()
-            elif sensors.streams:
-                # Tested only here, when the buffer ran empty: once per batch.
-                async for event in self._sensed_events():
-                    yield event
-                continue
             else:
-                event = await buffer.get()
+                # Sensors are looked for only here, when the buffer ran empty:
+                # once per batch.
+                got = None if sensors.streams else await buffer.get()
+                if got is None or sensors.streams:
+                    if got is not None:
+                        items.appendleft(got)  # arrived as a sensor came: it hears of it
+                    async for event in self._sensed_events():
+                        yield event
+                    continue
+                event = got
             self._pending = event
             self.current_event = event
             set_current(event)
@@ -277,13 +284,17 @@ class Stream(Generic[T]):
                 event = items.popleft()
                 if buffer.draining and len(items) <= low_water:
                     buffer.drain()
-            elif sensors.streams:
-                # Tested only here, when the buffer ran empty: once per batch.
-                async for event in self._sensed_events():
-                    yield event.value
-                continue
             else:
-                event = await buffer.get()
+                # Sensors are looked for only here, when the buffer ran empty:
+                # once per batch.
+                got = None if sensors.streams else await buffer.get()
+                if got is None or sensors.streams:
+                    if got is not None:
+                        items.appendleft(got)  # arrived as a sensor came: it hears of it
+                    async for event in self._sensed_events():
+                        yield event.value
+                    continue
+                event = got
             self._pending = event
             self.current_event = event
             set_current(event)
@@ -319,7 +330,7 @@ class Stream(Generic[T]):
                     if runs:
                         sensors.on_stream_events(self, count, clock() - started)
                     count = 0
-                if items:
+                if items and buffer.error is None:
                     event = items.popleft()
                 else:
                     per_event = sensors.stream_events

@@ -148,6 +148,7 @@ def run_worker(app: App, *, loglevel: str | int = "info", duration: float | None
     setup_logging(loglevel)
     apply_logging_settings(app)
     use_worker_defaults(app)
+    app.on_worker_init.send()
     try:
         asyncio.run(_run(app, duration))
     except KeyboardInterrupt:  # pragma: no cover - signal handlers normally catch it
