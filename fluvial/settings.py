@@ -287,6 +287,9 @@ class Settings:
     schema_registry_auto_register: bool = True
     #: How subjects are named: ``topic`` ({topic}-value), ``record`` or ``topic_record``.
     schema_registry_subject_strategy: str = "topic"
+    # -- observability ---------------------------------------------------------------
+    #: Serve Prometheus metrics at ``/metrics`` on the worker's web server.
+    web_metrics_enabled: bool = True
 
     def __post_init__(self) -> None:
         self._check("processing_guarantee", GUARANTEES)

@@ -315,39 +315,44 @@ class Stream(Generic[T]):
         states: dict[Any, Any] = {}
         count = 0
         started = 0.0
-        while True:
-            pending = self._pending
-            if pending is not None:
-                self._pending = None
-                if not noack:
-                    pending.message.refcount -= 1
-                if per_event:
-                    sensors.on_stream_event_out(self, pending, states)
-            if items and count < SENSOR_RUN_MAX:
-                event = items.popleft()
-            else:
-                if count:
-                    if runs:
-                        sensors.on_stream_events(self, count, clock() - started)
-                    count = 0
-                if items and buffer.error is None:
+        try:
+            while True:
+                pending = self._pending
+                if pending is not None:
+                    self._pending = None
+                    if not noack:
+                        pending.message.refcount -= 1
+                    if per_event:
+                        sensors.on_stream_event_out(self, pending, states)
+                if items and count < SENSOR_RUN_MAX:
                     event = items.popleft()
                 else:
-                    per_event = sensors.stream_events
-                    runs = sensors.stream_runs
-                    if not (per_event or runs):
-                        return
-                    event = await buffer.get()
-                started = clock()
-            if buffer.draining and len(items) <= low_water:
-                buffer.drain()
-            count += 1
-            self._pending = event
-            self.current_event = event
-            _current_event.set(event)
-            if per_event:
-                states = sensors.on_stream_event_in(self, event)
-            yield event
+                    if count:
+                        if runs:
+                            sensors.on_stream_events(self, count, clock() - started)
+                        count = 0
+                    if items and buffer.error is None:
+                        event = items.popleft()
+                    else:
+                        per_event = sensors.stream_events
+                        runs = sensors.stream_runs
+                        if not (per_event or runs):
+                            return
+                        event = await buffer.get()
+                    started = clock()
+                if buffer.draining and len(items) <= low_water:
+                    buffer.drain()
+                count += 1
+                self._pending = event
+                self.current_event = event
+                _current_event.set(event)
+                if per_event:
+                    states = sensors.on_stream_event_in(self, event)
+                yield event
+        finally:
+            # The run under way when the agent crashed or stopped.
+            if count and runs:
+                sensors.on_stream_events(self, count, clock() - started)
 
     async def _values(self) -> AsyncIterator[T]:
         async for event in self.events():

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from ..types import TP
 from .globals import GlobalTailer
-from .recovery import ChangelogReader, Restoring
+from .recovery import ChangelogReader, RecoveryProgress, Restoring
 from .standby import StandbyReplicas
 
 if TYPE_CHECKING:
@@ -94,6 +94,16 @@ class TableManager:
     @property
     def global_tailer(self) -> GlobalTailer | None:
         return self._tailer
+
+    @property
+    def standby_replicas(self) -> StandbyReplicas | None:
+        """The standby replicas this worker keeps, if any."""
+        return self._standby
+
+    def recovery_progress(self) -> RecoveryProgress | None:
+        """Records restored and left of the recovery under way (None: none)."""
+        reader = self._reader
+        return reader.progress if reader is not None and reader.partitions else None
 
     async def start_standby(self) -> None:
         """Keep standby replicas of other workers' partitions (``table_standby_replicas``)."""

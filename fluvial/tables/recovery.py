@@ -198,6 +198,11 @@ class ChangelogReader:
         return {r.partition for r in self._pending.values()}
 
     @property
+    def progress(self) -> RecoveryProgress | None:
+        """Records restored of the total so far (None before any recovery)."""
+        return self._progress
+
+    @property
     def active(self) -> bool:
         return bool(self._pending)
 

@@ -148,6 +148,19 @@ class StandbyReplicas:
         if self._consumer is not None:
             self._consumer.assign(offsets)
 
+    async def lag(self) -> dict[TP, int]:
+        """Changelog records each standby partition is behind its changelog's end."""
+        consumer, tailing = self._consumer, dict(self._tailing)
+        if consumer is None or not tailing:
+            return {}
+        ends = await consumer.end_offsets(tailing)
+        lag: dict[TP, int] = {}
+        for tp, (table, partition) in tailing.items():
+            store = table.standby_data(partition)
+            done = store.changelog_offset if store is not None else None
+            lag[tp] = max(ends.get(tp, 0) - (0 if done is None else done + 1), 0)
+        return lag
+
     # -- tailing --------------------------------------------------------------------
 
     async def _run(self) -> None:

@@ -11,6 +11,8 @@
 - ``/healthz``: 200 while the worker's event loop answers (liveness).
 - ``/readyz``: 200 once the worker runs and every table partition assigned to it
   is restored, else 503 saying what it waits for (readiness).
+- ``/metrics`` (with ``web_metrics_enabled``): Prometheus metrics
+  (:mod:`fluvial.sensors.prometheus`).
 """
 
 from __future__ import annotations
@@ -159,6 +161,13 @@ class Ready(View):
                           "assignment": _assignment(app.conductor.assignment())})
 
 
+class Metrics(View):
+    async def get(self, request: Request) -> Response:
+        from ..sensors.prometheus import CONTENT_TYPE, exposition
+
+        return self.bytes(await exposition(self.app), content_type=CONTENT_TYPE)
+
+
 def builtin_routes(web: Web) -> list[BaseRoute]:
     """The routes of the built-in pages (after the app's own, which win on a clash)."""
     pages: list[tuple[str, type[View], str]] = [
@@ -169,6 +178,8 @@ def builtin_routes(web: Web) -> list[BaseRoute]:
         ("/router/{name}/", RouterDetail, "router:detail"),
         ("/router/{name}/{key}/", RouterKey, "router:key"),
     ]
+    if web.app.conf.web_metrics_enabled:
+        pages.append(("/metrics", Metrics, "metrics"))
     if web.app.conf.web_tables_enabled:
         pages += [
             ("/table/", TableList, "table:list"),
