@@ -83,7 +83,7 @@ async def exposition(app: App) -> bytes:
     families += list(_state_families(app))
     families += await _lag_families(app)
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Families(families))  # type: ignore[arg-type]
+    registry.register(_Families(families))
     return generate_latest(registry)
 
 
