@@ -22,6 +22,11 @@ Examples::
     python -m bench.run
     python -m bench.run --only plain --transports kafka --systems faust,quix
     python -m bench.run --scale 0.1          # a quick smoke run
+    python -m bench.run --systems fluvial --transports memory --sensors none,monitor,prometheus
+
+``--sensors`` (fluvial): ``monitor`` is a worker as it comes (the default Monitor
+installed); ``none`` removes it (no sensor: the hooks' flags are off);
+``prometheus`` also renders ``/metrics`` every second, as a scraper would make it.
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ FLUVIAL_ONLY = {"table-eos", "plain-avro", "table-avro"}
 #: Pipelines with Avro values: Kafka only, against a schema registry.
 AVRO_PIPELINES = {"plain-avro", "table-avro"}
 TRANSPORTS = ("memory", "kafka")
+SENSORS = ("none", "monitor", "prometheus")
 
 # N per run: a few seconds of processing each on a 2-core machine.
 DEFAULT_EVENTS: dict[tuple[str, str], int] = {
@@ -96,8 +102,9 @@ def main(argv: list[str] | None = None) -> int:
                                "partitions": 8, "stores": STORES}
     try:
         for transport, system, pipeline in [r for r in plan if r[0] == "memory"]:
-            results.append(_one(args, console, scratch, run_id, pythons, transport, system,
-                                pipeline, bootstrap=""))
+            for sensors in args.sensors:
+                results.append(_one(args, console, scratch, run_id, pythons, transport,
+                                    system, pipeline, bootstrap="", sensors=sensors))
         kafka_runs = [r for r in plan if r[0] == "kafka"]
         if kafka_runs:
             with contextlib.ExitStack() as stack:
@@ -135,9 +142,12 @@ def _one(
     *,
     bootstrap: str,
     registry: str = "",
+    sensors: str = "monitor",
 ) -> RunResult:
     events = args.events or max(2, int(DEFAULT_EVENTS[system, pipeline] * args.scale))
     name = f"{system}-{pipeline}-{transport}"
+    if args.sensors != ["monitor"]:
+        name += f"-sensors-{sensors}"
     topic = f"bench-orders-{run_id}-{name}"
     if transport == "kafka":
         kafka.create_topic(bootstrap, topic)
@@ -154,6 +164,7 @@ def _one(
         "BENCH_RESULT": str(scratch / f"{name}.json"),
         "BENCH_BOOTSTRAP": bootstrap,
         "BENCH_STATE_DIR": str(state_dir),
+        "BENCH_SENSORS": sensors,
     })
     if pipeline in AVRO_PIPELINES:
         env["FLUVIAL_SCHEMA_REGISTRY_URL"] = registry
@@ -254,6 +265,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--timeout", type=float, default=300.0,
                    help="seconds each run may take, startup included (default 300)")
     p.add_argument("--results", type=Path, default=WORK / "results.json")
+    p.add_argument("--sensors", type=_csv(SENSORS), default=["monitor"],
+                   help="fluvial on memory://, comma-separated: none,monitor,prometheus "
+                        "(default: monitor, a worker as it comes)")
     p.add_argument("--profile", action="store_true",
                    help="run fluvial's workers under py-spy (GIL holders only); collapsed "
                         "stacks in .bench/profiles (py-spy from the venv, else PATH)")

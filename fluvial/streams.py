@@ -156,9 +156,11 @@ class Stream(Generic[T]):
         """Iterate over events (key, value, headers and the message)."""
         if self._steps:
             return self._events()
+        source = (self._sensed_events() if self.app.sensors.streams
+                  else self._fast_events())
         if self._companions:
-            return self._with_companions(self._fast_events())
-        return self._fast_events()
+            return self._with_companions(source)
+        return source
 
     async def _with_companions(self, events: AsyncIterator[Event]) -> AsyncIterator[Event]:
         tasks = await self._companion_tasks()
@@ -300,10 +302,10 @@ class Stream(Generic[T]):
             set_current(event)
             yield event.value
 
-    async def _sensed_events(self) -> AsyncIterator[Event]:
+    async def _sensed_events(self, values: bool = False) -> AsyncIterator[Any]:
         """The events, told to the sensors: runs of events (``on_stream_events``), and
-        each event to sensors with per-event hooks. Returns when, the buffer having run
-        empty, no sensor listens any more (the caller goes back to its own loop)."""
+        each event to sensors with per-event hooks (which sensors listen is looked at
+        again each time the buffer runs empty)."""
         buffer = self.buffer
         items = buffer.items
         noack = self._noack
@@ -334,11 +336,11 @@ class Stream(Generic[T]):
                     if items and buffer.error is None:
                         event = items.popleft()
                     else:
+                        # Without sensors now, the loop goes on as the plain one
+                        # (never returning: the caller would nest another generator).
+                        event = await buffer.get()
                         per_event = sensors.stream_events
                         runs = sensors.stream_runs
-                        if not (per_event or runs):
-                            return
-                        event = await buffer.get()
                     started = clock()
                 if buffer.draining and len(items) <= low_water:
                     buffer.drain()
@@ -348,7 +350,7 @@ class Stream(Generic[T]):
                 _current_event.set(event)
                 if per_event:
                     states = sensors.on_stream_event_in(self, event)
-                yield event
+                yield event.value if values else event
         finally:
             # The run under way when the agent crashed or stopped.
             if count and runs:
@@ -360,6 +362,10 @@ class Stream(Generic[T]):
 
     def __aiter__(self) -> AsyncIterator[T]:
         if not self._steps and not self._companions:
+            # Sensors installed before the stream starts (the monitor is): one
+            # generator level either way.
+            if self.app.sensors.streams:
+                return self._sensed_events(values=True)
             return self._fast_values()
         return self._values()
 

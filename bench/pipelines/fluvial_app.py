@@ -62,6 +62,24 @@ app = faust.App(
 )
 orders_topic = app.topic(settings.topic, value_type=Order, partitions=PARTITIONS)
 
+# BENCH_SENSORS: "monitor" (the default Monitor, as a worker comes), "none" (no
+# sensor at all), "prometheus" (also /metrics rendered every second, as scraped).
+SENSORS = os.environ.get("BENCH_SENSORS", "monitor")
+if SENSORS == "none":
+
+    @app.task
+    async def without_sensors() -> None:
+        app.sensors.remove(app.monitor)
+
+elif SENSORS == "prometheus":
+    from fluvial.sensors.prometheus import exposition
+
+    @app.task
+    async def scrape() -> None:
+        while True:
+            await exposition(app)
+            await asyncio.sleep(1.0)
+
 # Set once the input is in the topic; on Kafka it already is.
 produced = asyncio.Event()
 if not IN_MEMORY:
@@ -85,6 +103,7 @@ def finish(first_ts: float, last_ts: float, **extra: Any) -> None:
         first_ts=first_ts,
         last_ts=last_ts,
         transport="memory" if IN_MEMORY else "kafka",
+        sensors=SENSORS,
         **extra,
     )
     os.kill(os.getpid(), signal.SIGTERM)
