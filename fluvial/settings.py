@@ -48,6 +48,7 @@ DECODE_ERROR_POLICIES = ("stop", "skip", "dead_letter")
 PROCESSING_ERROR_POLICIES = ("skip", "retry", "dead_letter", "stop")
 SUPERVISOR_STRATEGIES = ("restart", "stop")
 OFFSET_RESETS = ("earliest", "latest")
+LOG_FORMATS = ("text", "json")
 COMPRESSION_TYPES = ("none", "gzip", "snappy", "lz4", "zstd")
 
 #: Faust's environment variable for each setting fluvial honours (read with
@@ -290,6 +291,8 @@ class Settings:
     # -- observability ---------------------------------------------------------------
     #: Serve Prometheus metrics at ``/metrics`` on the worker's web server.
     web_metrics_enabled: bool = True
+    #: Log lines as ``text``, or as one JSON object per line (``json``).
+    log_format: str = "text"
 
     def __post_init__(self) -> None:
         self._check("processing_guarantee", GUARANTEES)
@@ -300,6 +303,7 @@ class Settings:
                 f"processing_error_retries must be >= 0, got {self.processing_error_retries}")
         self._check("agent_supervisor", SUPERVISOR_STRATEGIES)
         self._check("consumer_auto_offset_reset", OFFSET_RESETS)
+        self._check("log_format", LOG_FORMATS)
         if self.producer_compression_type is not None:
             self._check("producer_compression_type", COMPRESSION_TYPES)
         if self.producer_acks not in (-1, 0, 1):

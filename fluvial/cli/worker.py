@@ -17,6 +17,9 @@ __all__ = ["worker"]
               help="Logging level (default: info).")
 @click.option("-f", "--logfile", type=click.Path(dir_okay=False, writable=True),
               help="Log to this file instead of stderr.")
+@click.option("--log-format", type=click.Choice(["text", "json"]),
+              help="Log lines as text, or one JSON object per line (default: the "
+                   "log_format setting, text).")
 @click.option("--duration", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
               help="Stop cleanly after this many seconds (default: run until stopped).")
 @click.option("--with-web/--without-web", default=None,
@@ -25,20 +28,17 @@ __all__ = ["worker"]
 @click.option("-b", "--web-bind", help="Address the web server binds to.")
 @click.option("-h", "--web-host", help="Host name other workers reach this one at.")
 @click.pass_obj
-def worker(state: State, loglevel: str | None, logfile: str | None, duration: float | None,
-           with_web: bool | None, web_port: int | None, web_bind: str | None,
-           web_host: str | None) -> None:
+def worker(state: State, loglevel: str | None, logfile: str | None, log_format: str | None,
+           duration: float | None, with_web: bool | None, web_port: int | None,
+           web_bind: str | None, web_host: str | None) -> None:
     """Start a worker for the app (stop it with Ctrl-C or SIGTERM)."""
     from ..runtime.worker import run_worker
 
     app = state.get_app()
-    app.override(web_enabled=with_web, web_port=web_port, web_bind=web_bind, web_host=web_host)
+    app.override(web_enabled=with_web, web_port=web_port, web_bind=web_bind, web_host=web_host,
+                 log_format=log_format)
     level = LOGLEVELS[loglevel.lower()] if loglevel else state.loglevel or "info"
     if logfile:
         # Configured first, so the worker's own logging setup keeps this handler.
-        logging.basicConfig(
-            filename=logfile,
-            level=getattr(logging, level.upper()),
-            format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s",
-        )
+        logging.basicConfig(filename=logfile, level=getattr(logging, level.upper()))
     sys.exit(run_worker(app, loglevel=level, duration=duration))

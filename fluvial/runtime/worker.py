@@ -24,15 +24,18 @@ __all__ = ["banner", "run_worker"]
 logger = logging.getLogger(__name__)
 
 
-def setup_logging(loglevel: str | int = "info") -> None:
+def setup_logging(loglevel: str | int = "info", log_format: str = "text") -> None:
+    """Log at ``loglevel`` to stderr (or the handlers already set up, e.g. a log file),
+    as text lines or JSON objects (``log_format``)."""
+    from ..logs import TEXT_FORMAT, formatter_for
+
     level = loglevel if isinstance(loglevel, int) else getattr(logging, loglevel.upper(), None)
     if not isinstance(level, int):
         raise ValueError(f"Unknown log level {loglevel!r}")
-    logging.basicConfig(
-        level=level,
-        format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    logging.basicConfig(level=level, format=TEXT_FORMAT, stream=sys.stderr)
+    formatter = formatter_for(log_format)
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(formatter)
 
 
 def apply_logging_settings(app: App) -> None:
@@ -145,7 +148,7 @@ def run_worker(app: App, *, loglevel: str | int = "info", duration: float | None
 
     A clean stop returns 0; a crash prints the traceback and returns 1.
     """
-    setup_logging(loglevel)
+    setup_logging(loglevel, app.conf.log_format)
     apply_logging_settings(app)
     use_worker_defaults(app)
     app.on_worker_init.send()
