@@ -36,6 +36,7 @@ from .transport.tuning import client_settings, consumer_settings, producer_setti
 from .types import ConsumerT, ProducerT, RecordMetadata, TransportT
 
 if TYPE_CHECKING:
+    from .sensors.snapshot import RecentErrors
     from .web import View, Web
     from .web.sockets import WebSocketHandler
 
@@ -101,6 +102,8 @@ class App:
         self._web: Web | None = None
         #: The sensors told what the worker does (``app.sensors.add(sensor)``).
         self.sensors = SensorDelegate(self)
+        #: While the worker runs: the last errors logged (the dashboard shows them).
+        self.recent_errors: RecentErrors | None = None
         self._monitor = monitor
         self._signals()
 

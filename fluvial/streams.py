@@ -311,7 +311,9 @@ class Stream(Generic[T]):
         noack = self._noack
         low_water = buffer.maxsize >> 1
         sensors = self.app.sensors
+        set_current = _current_event.set
         clock = time.perf_counter
+        run_max = SENSOR_RUN_MAX
         per_event = sensors.stream_events
         runs = sensors.stream_runs
         states: dict[Any, Any] = {}
@@ -326,28 +328,31 @@ class Stream(Generic[T]):
                         pending.message.refcount -= 1
                     if per_event:
                         sensors.on_stream_event_out(self, pending, states)
-                if items and count < SENSOR_RUN_MAX:
+                if items and count < run_max:
                     event = items.popleft()
+                    if buffer.draining and len(items) <= low_water:
+                        buffer.drain()
+                    count += 1
                 else:
-                    if count:
-                        if runs:
-                            sensors.on_stream_events(self, count, clock() - started)
-                        count = 0
+                    # A run ends: at most run_max events, or the buffer ran empty.
+                    if count and runs:
+                        sensors.on_stream_events(self, count, clock() - started)
+                    count = 0
                     if items and buffer.error is None:
                         event = items.popleft()
+                        if buffer.draining and len(items) <= low_water:
+                            buffer.drain()
                     else:
                         # Without sensors now, the loop goes on as the plain one
                         # (never returning: the caller would nest another generator).
                         event = await buffer.get()
                         per_event = sensors.stream_events
                         runs = sensors.stream_runs
+                    count = 1
                     started = clock()
-                if buffer.draining and len(items) <= low_water:
-                    buffer.drain()
-                count += 1
                 self._pending = event
                 self.current_event = event
-                _current_event.set(event)
+                set_current(event)
                 if per_event:
                     states = sensors.on_stream_event_in(self, event)
                 yield event.value if values else event

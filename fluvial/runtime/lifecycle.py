@@ -44,6 +44,10 @@ async def start_app(app: App) -> None:
     app.started = True
     app.flow_control.resume()
     app.sensors.add(app.monitor)
+    from ..sensors.snapshot import RecentErrors
+
+    app.recent_errors = RecentErrors()
+    logging.getLogger("fluvial").addHandler(app.recent_errors)
     await app.producer_ready()
     if conf.exactly_once:
         from .transactions import Transactions
@@ -167,6 +171,8 @@ async def stop_app(app: App) -> None:
         await _bounded(consumer.stop(), "group consumer", app)
         app.group_consumer = None
     app.started = False
+    if app.recent_errors is not None:
+        logging.getLogger("fluvial").removeHandler(app.recent_errors)
     app.conductor.transactions = None
     await _bounded(app.close(), "producer and transport", app)
 

@@ -127,8 +127,11 @@ class Monitor(Sensor):
         self.commit_histogram = Histogram()
         self.http_histogram = Histogram()
         self.http_requests: Counter[tuple[str, int]] = Counter()
+        #: Events per second of each agent, at the last sample.
+        self.events_s_by_agent: dict[str, float] = {}
         #: (time, events_total, messages_received_total) of the last sample.
         self._last_sample: tuple[float, int, int] = (self.time(), 0, 0)
+        self._last_by_agent: Counter[str] = Counter()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__}: {self.events_total} events>"
@@ -243,6 +246,10 @@ class Monitor(Sensor):
         if elapsed > 0:
             self.events_s = (self.events_total - events) / elapsed
             self.messages_s = (self.messages_received_total - messages) / elapsed
+            last = self._last_by_agent
+            self.events_s_by_agent = {agent: (n - last[agent]) / elapsed
+                                      for agent, n in self.events_by_agent.items()}
+            self._last_by_agent = Counter(self.events_by_agent)
         self._last_sample = (now, self.events_total, self.messages_received_total)
         if self.events_runtime:
             self.events_runtime_avg = fmean(self.events_runtime)

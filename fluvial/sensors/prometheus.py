@@ -22,6 +22,7 @@ from prometheus_client.core import (
 )
 
 from ..exceptions import FluvialError
+from ..types import TP
 from .monitor import Histogram
 
 if TYPE_CHECKING:
@@ -174,9 +175,11 @@ def _state_families(app: App) -> Iterator[Metric]:
     yield rate
 
 
-async def _lag_families(app: App) -> list[Metric]:
-    lag = _family("fluvial_consumer_lag")
-    standby = _family("fluvial_standby_lag")
+async def lag_by_partition(app: App) -> tuple[dict[TP, int], dict[TP, int]]:
+    """Messages behind the high watermark of each assigned partition, and changelog
+    records behind of each standby partition (empty while unknown: a rebalance)."""
+    lag: dict[TP, int] = {}
+    standby: dict[TP, int] = {}
     consumer = app.group_consumer
     assignment = app.conductor.assignment()
     try:
@@ -190,14 +193,23 @@ async def _lag_families(app: App) -> list[Metric]:
                 positions.update({tp: off for tp, off in started.items() if off is not None})
             for tp in sorted(assignment):
                 if tp in positions:
-                    behind = ends.get(tp, 0) - positions[tp]
-                    lag.add_metric([tp.topic, str(tp.partition)], max(behind, 0))
+                    lag[tp] = max(ends.get(tp, 0) - positions[tp], 0)
         replicas = app.tables.standby_replicas
         if replicas is not None:
-            for tp, behind in sorted((await replicas.lag()).items()):
-                standby.add_metric([tp.topic, str(tp.partition)], behind)
+            standby = await replicas.lag()
     except FluvialError as exc:
-        # A scrape during a rebalance or shutdown: the other figures still count.
-        logger.info("Consumer lag not available for this scrape: %s", exc)
+        # Asked during a rebalance or shutdown: the other figures still count.
+        logger.info("Consumer lag not available now: %s", exc)
+    return lag, standby
+
+
+async def _lag_families(app: App) -> list[Metric]:
+    lag = _family("fluvial_consumer_lag")
+    standby = _family("fluvial_standby_lag")
+    consumer_lag, standby_lag = await lag_by_partition(app)
+    for tp, behind in sorted(consumer_lag.items()):
+        lag.add_metric([tp.topic, str(tp.partition)], behind)
+    for tp, behind in sorted(standby_lag.items()):
+        standby.add_metric([tp.topic, str(tp.partition)], behind)
     return [lag, standby]
 

@@ -168,6 +168,8 @@ class Web:
         self.worker_loop: asyncio.AbstractEventLoop | None = None
         #: The live feed of table changes (``/table/{name}/live/``), see :mod:`.sockets`.
         self.live = LiveFeed(self)
+        #: Set as the server begins to stop.
+        self.stopping = False
 
     # -- responses (Faust's Web API) ---------------------------------------------------
 
@@ -274,9 +276,15 @@ class Web:
         from .server import serve
 
         self.worker_loop = asyncio.get_running_loop()
+        self.stopping = False
         try:
             async with serve(self.app.conf, self.asgi) as url:
-                yield url
+                try:
+                    yield url
+                finally:
+                    # Before the server stops: long-lived responses (the dashboard's
+                    # event stream) end, so the server need not wait for them.
+                    self.stopping = True
         finally:
             self.worker_loop = None
             await self.forwarder.close()

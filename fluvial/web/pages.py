@@ -13,6 +13,8 @@
   is restored, else 503 saying what it waits for (readiness).
 - ``/metrics`` (with ``web_metrics_enabled``): Prometheus metrics
   (:mod:`fluvial.sensors.prometheus`).
+- ``/stats/``, ``/stats/group/``, ``/dashboard/``: the worker's and the group's
+  figures, and the live dashboard (:mod:`.observe`).
 """
 
 from __future__ import annotations
@@ -180,6 +182,15 @@ def builtin_routes(web: Web) -> list[BaseRoute]:
     ]
     if web.app.conf.web_metrics_enabled:
         pages.append(("/metrics", Metrics, "metrics"))
+    from .observe import DashboardAsset, DashboardEvents, DashboardPage, GroupStats, WorkerStats
+
+    pages += [
+        ("/stats/", WorkerStats, "stats"),
+        ("/stats/group/", GroupStats, "stats:group"),
+        ("/dashboard/", DashboardPage, "dashboard"),
+        ("/dashboard/events", DashboardEvents, "dashboard:events"),
+        ("/dashboard/{name}", DashboardAsset, "dashboard:asset"),
+    ]
     if web.app.conf.web_tables_enabled:
         pages += [
             ("/table/", TableList, "table:list"),
