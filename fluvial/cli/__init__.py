@@ -2,7 +2,7 @@
 
 ``fluvial -A myproj.app:app worker -l info``, ``python myapp.py worker``
 (through ``app.main()``), ``send``, ``agents``, ``topics``, ``tables``,
-``models``, ``model NAME``, ``reset``, ``clean-versions``, ``completion``, and the
+``models``, ``model NAME``, ``reset``, ``status``, ``clean-versions``, ``completion``, and the
 app's own ``@app.command`` commands.
 """
 
@@ -18,6 +18,7 @@ from .listing import agents, model, models, tables, topics
 from .maintenance import clean_versions, completion
 from .reset import reset
 from .send import send
+from .status import status
 from .worker import worker
 
 if TYPE_CHECKING:
@@ -41,7 +42,7 @@ def cli(ctx: click.Context, /, **options: object) -> None:
 
 
 for _command in (worker, send, agents, topics, tables, models, model, reset, clean_versions,
-                 completion):
+                 completion, status):
     cli.add_command(_command)
 
 

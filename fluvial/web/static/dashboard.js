@@ -5,8 +5,8 @@ const HISTORY = 60;            // samples of lag kept per partition (one a secon
 const lagHistory = new Map();  // "topic[p]" -> [lag, ...]
 
 const $ = (id) => document.getElementById(id);
-const fmt = (n) => (n === null || n === undefined) ? "–"
-  : Number(n).toLocaleString("en-US", { maximumFractionDigits: 1 });
+const fmt = (n, digits = 1) => (n === null || n === undefined) ? "-"
+  : Number(n).toLocaleString("en-US", { maximumFractionDigits: digits });
 
 function cell(text, numeric) {
   const td = document.createElement("td");
@@ -89,7 +89,7 @@ function render(group) {
   ]));
   fill("agents", [...agents].map(([name, a]) => [
     cell(name), cell(fmt(a.events_s), true), cell(fmt(a.events), true),
-    cell(a.ms.length ? fmt(a.ms.reduce((x, y) => x + y, 0) / a.ms.length) : "–", true),
+    cell(a.ms.length ? fmt(a.ms.reduce((x, y) => x + y, 0) / a.ms.length, 3) : "-", true),
     cell(fmt(a.crashes), true),
   ]));
   fill("tables", [...tables].map(([name, t]) => [
