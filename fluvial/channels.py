@@ -310,9 +310,12 @@ class Topic(Channel[T]):
         k, v = self._encode(key, value, schema, key_serializer, value_serializer)
         name = self.get_topic_name()
         producer = app.producer
-        fut = producer.send(name, k, v, partition=partition, timestamp=timestamp,
-                            headers=_headers(headers))
         sensors = app.sensors
+        sent_headers = _headers(headers)
+        if sensors.send_headers:
+            sent_headers = sensors.on_send_headers(name, sent_headers)
+        fut = producer.send(name, k, v, partition=partition, timestamp=timestamp,
+                            headers=sent_headers)
         if sensors.sends:
             states = sensors.on_send_initiated(producer, name, (k, v), len(k or b""),
                                                len(v or b""))

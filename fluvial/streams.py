@@ -357,9 +357,12 @@ class Stream(Generic[T]):
                     states = sensors.on_stream_event_in(self, event)
                 yield event.value if values else event
         finally:
-            # The run under way when the agent crashed or stopped.
+            # The run under way when the agent crashed or stopped, and the event in
+            # hand (per-event sensors close what they opened for it).
             if count and runs:
                 sensors.on_stream_events(self, count, clock() - started)
+            if per_event and self._pending is not None:
+                sensors.on_stream_event_out(self, self._pending, states)
 
     async def _values(self) -> AsyncIterator[T]:
         async for event in self.events():
@@ -514,15 +517,19 @@ class Stream(Generic[T]):
             name = topic.get_topic_name()
             encode_key = topic.schema.key_encoder(app.conf.key_serializer)
             encode_value = topic.schema.value_encoder(app.conf.value_serializer)
+            sensors = app.sensors
             async for event in source.events():
                 value = event.value
                 new_key = await get_key(value) if key_is_async else get_key(value)
                 message = event.message
+                headers = message.headers
+                if sensors.send_headers:
+                    headers = sensors.on_send_headers(name, list(headers))
                 produce(
                     name,
                     encode_key(new_key),
                     message.value if reuse_bytes else encode_value(value),
-                    headers=message.headers,
+                    headers=headers,
                     timestamp=message.timestamp,
                 )
 

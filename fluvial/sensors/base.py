@@ -97,6 +97,13 @@ class Sensor:
         """A message is being sent to ``topic`` (``message``: its key and value)."""
         return None
 
+    def on_send_headers(self, topic: str, headers: list[tuple[str, bytes]]
+                        ) -> list[tuple[str, bytes]]:
+        """fluvial: the headers of a message about to be sent to ``topic`` (by the app,
+        an agent or a ``group_by``); return them, changed or not (tracing adds its
+        context)."""
+        return headers
+
     def on_send_completed(self, producer: Any, state: Any, metadata: Any) -> None:
         """A message sent was acknowledged by the broker."""
 
@@ -144,7 +151,8 @@ _HOOKS = (
     "on_message_in", "on_messages_in", "on_stream_event_in", "on_stream_event_out",
     "on_stream_events", "on_message_out", "on_topic_buffer_full", "on_table_get",
     "on_table_set", "on_table_del", "on_commit_initiated", "on_commit_completed",
-    "on_send_initiated", "on_send_completed", "on_send_error", "on_assignment_start",
+    "on_send_initiated", "on_send_headers", "on_send_completed", "on_send_error",
+    "on_assignment_start",
     "on_assignment_error", "on_assignment_completed", "on_rebalance_start",
     "on_rebalance_return", "on_rebalance_end", "on_web_request_start", "on_web_request_end",
 )
@@ -159,7 +167,7 @@ class SensorDelegate:
     """``app.sensors``: the installed sensors, and the hooks the runtime calls.
 
     The runtime tests the flags below (``messages``, ``stream_runs``,
-    ``stream_events``, ``tables``, ``sends``) before calling a hook, once per
+    ``stream_events``, ``tables``, ``sends``, ``send_headers``) before calling a hook, once per
     batch where there are batches; they are true only while a sensor that
     overrides the hook is installed.
     """
@@ -174,6 +182,7 @@ class SensorDelegate:
         self.tables = False
         self.sends = False
         self.web = False
+        self.send_headers = False
         self.streams = False
         #: The sensors' states of the rebalance in progress (see :meth:`rebalance_started`).
         self._rebalance: dict[Sensor, Any] | None = None
@@ -228,6 +237,7 @@ class SensorDelegate:
         self.sends = bool(hooks["on_send_initiated"] or hooks["on_send_completed"]
                           or hooks["on_send_error"])
         self.web = bool(hooks["on_web_request_start"] or hooks["on_web_request_end"])
+        self.send_headers = bool(hooks["on_send_headers"])
         self.streams = self.stream_runs or self.stream_events
 
     def _call(self, hook: str, *args: Any, **kwargs: Any) -> None:
@@ -302,6 +312,15 @@ class SensorDelegate:
                           valsize: int) -> dict[Sensor, Any]:
         return self._call_with_state("on_send_initiated", producer, topic, message,
                                      keysize, valsize)
+
+    def on_send_headers(self, topic: str, headers: list[tuple[str, bytes]]
+                        ) -> list[tuple[str, bytes]]:
+        for sensor in self._by_hook["on_send_headers"]:
+            try:
+                headers = sensor.on_send_headers(topic, headers)
+            except Exception:
+                logger.exception("Sensor %r failed in on_send_headers", sensor)
+        return headers
 
     def on_send_completed(self, producer: Any, states: dict[Sensor, Any],
                           metadata: Any) -> None:
