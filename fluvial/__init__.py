@@ -15,6 +15,7 @@ from .clock import SystemClock, VirtualClock
 from .events import Event, current_event
 from .exceptions import FluvialError
 from .models import FieldDescriptor, Record
+from .sensors import Monitor, Sensor
 from .serializers import Schema
 from .services import Service
 from .streams import Stream
@@ -49,12 +50,14 @@ __all__ = [
     "GlobalTable",
     "HoppingWindow",
     "Message",
+    "Monitor",
     "OAuthCredentials",
     "Record",
     "RecordMetadata",
     "SASLCredentials",
     "SSLCredentials",
     "Schema",
+    "Sensor",
     "SetGlobalTable",
     "SetTable",
     "Service",

@@ -208,3 +208,16 @@ async def test_a_failing_sensor_is_logged_and_does_not_stop_the_worker(
         await eventually(lambda: len(seen) == 5, message="5 numbers")
     assert "sensor bug" in caplog.text
     assert app.fatal_error is None
+
+
+def test_faust_names() -> None:
+    import fluvial.sensors
+
+    assert faust.Sensor is Sensor and faust.Monitor is Monitor
+    assert fluvial.sensors.Monitor is Monitor
+    app = faust.App("names", broker="memory://")
+    assert isinstance(app.monitor, Monitor)
+    custom = Monitor(max_avg_history=5)
+    app.monitor = custom
+    assert app.monitor is custom and custom.events_runtime.maxlen == 5
+
