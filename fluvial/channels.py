@@ -202,6 +202,8 @@ class Topic(Channel[T]):
         self.value_serializer = schema.value_serializer
         self._encoders: tuple[Any, Any] | None = None
         self._declared = False
+        #: Messages sent through this object (the monitor's ``messages_sent``).
+        self.messages_sent = 0
         self._declaring: asyncio.Task[None] | None = None
 
     @property
@@ -316,6 +318,7 @@ class Topic(Channel[T]):
             sent_headers = sensors.on_send_headers(name, sent_headers)
         fut = producer.send(name, k, v, partition=partition, timestamp=timestamp,
                             headers=sent_headers)
+        self.messages_sent += 1
         if sensors.sends:
             states = sensors.on_send_initiated(producer, name, (k, v), len(k or b""),
                                                len(v or b""))

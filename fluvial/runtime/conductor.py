@@ -498,7 +498,9 @@ class Conductor:
             self.app.tables.flush_changelogs()
             await self._topics_declared()
             try:
+                flushing = self.app.clock.monotonic()
                 await wait_within(self.app.producer.flush(), FLUSH_TIMEOUT_S)
+                self.app.sensors.on_producer_flushed(self.app.clock.monotonic() - flushing)
             except TimeoutError:
                 raise ProducerError(
                     f"The producer could not deliver within {FLUSH_TIMEOUT_S:.0f} s: is the "

@@ -104,6 +104,10 @@ class Sensor:
         context)."""
         return headers
 
+    def on_producer_flushed(self, seconds: float) -> None:
+        """fluvial: a checkpoint waited ``seconds`` for the producer to deliver
+        everything sent before it (at least once)."""
+
     def on_send_completed(self, producer: Any, state: Any, metadata: Any) -> None:
         """A message sent was acknowledged by the broker."""
 
@@ -152,6 +156,7 @@ _HOOKS = (
     "on_stream_events", "on_message_out", "on_topic_buffer_full", "on_table_get",
     "on_table_set", "on_table_del", "on_commit_initiated", "on_commit_completed",
     "on_send_initiated", "on_send_headers", "on_send_completed", "on_send_error",
+    "on_producer_flushed",
     "on_assignment_start",
     "on_assignment_error", "on_assignment_completed", "on_rebalance_start",
     "on_rebalance_return", "on_rebalance_end", "on_web_request_start", "on_web_request_end",
@@ -321,6 +326,9 @@ class SensorDelegate:
             except Exception:
                 logger.exception("Sensor %r failed in on_send_headers", sensor)
         return headers
+
+    def on_producer_flushed(self, seconds: float) -> None:
+        self._call("on_producer_flushed", seconds)
 
     def on_send_completed(self, producer: Any, states: dict[Sensor, Any],
                           metadata: Any) -> None:

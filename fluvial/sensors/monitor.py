@@ -67,6 +67,10 @@ class Monitor(Sensor):
 
     The attribute names are Faust's (``messages_received_total``,
     ``events_runtime``, ``commit_latency`` …); :meth:`asdict` reports them.
+    ``messages_sent`` counts what the app's topics sent (``topic.send``, agents'
+    sends and replies), ``send_latency`` the time each checkpoint waited for the
+    producer to deliver what was sent before it; ``send_errors`` is counted by
+    monitors told about each send (statsd, Datadog).
     fluvial adds per-agent counts and processing-time histograms and an
     end-to-end latency histogram per topic (the age of the newest message of
     each fetched batch).
@@ -181,18 +185,10 @@ class Monitor(Sensor):
         self.commit_latency.append(latency)
         self.commit_histogram.observe(latency)
 
-    def on_send_initiated(self, producer: Any, topic: str, message: Any, keysize: int,
-                          valsize: int) -> float:
-        self.messages_sent += 1
-        self.messages_sent_by_topic[topic] += 1
-        return self.time()
-
-    def on_send_completed(self, producer: Any, state: Any, metadata: Any) -> None:
-        if state is not None:
-            self.send_latency.append(self.time() - state)
-
-    def on_send_error(self, producer: Any, exc: BaseException, state: Any) -> None:
-        self.send_errors += 1
+    def on_producer_flushed(self, seconds: float) -> None:
+        # Not per message (that would cost every send a callback): the time the
+        # producer took to deliver everything sent before a checkpoint.
+        self.send_latency.append(seconds)
 
     def on_assignment_start(self, assignor: Any) -> dict[str, Any]:
         return {"time_start": self.time()}
@@ -254,12 +250,25 @@ class Monitor(Sensor):
         if self.events_runtime:
             self.events_runtime_avg = fmean(self.events_runtime)
         app = self.app
+        if app is not None:
+            self.count_sends(app)
         if app is not None and app.started:
             conductor = app.conductor
             self.events_active = conductor.events_in_hand()
             self.messages_active = conductor.tracker.pending()
             self.tp_read_offsets.update(conductor.tracker.positions())
             self.tp_committed_offsets = dict(conductor.tracker.committed)
+
+    def count_sends(self, app: App) -> None:
+        """Messages sent per topic, from the topics' own counters (no per-send hook)."""
+        from ..channels import Topic
+
+        by_topic: Counter[str] = Counter()
+        for channel in app.topics:
+            if isinstance(channel, Topic) and channel.messages_sent:
+                by_topic[channel.get_topic_name()] += channel.messages_sent
+        self.messages_sent_by_topic = by_topic
+        self.messages_sent = sum(by_topic.values())
 
     def asdict(self) -> dict[str, Any]:
         """Faust's report of the monitor's figures (plain JSON-able values)."""

@@ -102,6 +102,7 @@ def _histogram(family: HistogramMetricFamily, labels: list[str], hist: Histogram
 
 def _monitor_families(app: App) -> Iterator[Metric]:
     monitor = app.monitor
+    monitor.count_sends(app)
     received = _family("fluvial_messages_received")
     for topic, n in sorted(monitor.messages_received_by_topic.items()):
         received.add_metric([topic], n)

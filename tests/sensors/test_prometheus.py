@@ -61,6 +61,7 @@ async def test_metrics_of_a_running_worker(broker_url: str,
         assert families.get(base) == kind, metric
     found = samples(text)
     assert found[("fluvial_messages_received_total", (("topic", name),))] == 101
+    assert found[("fluvial_messages_sent_total", (("topic", name),))] == 101
     assert found[("fluvial_events_total", (("agent", "counter"),))] == 101
     assert found[("fluvial_event_processing_seconds_count", (("agent", "counter"),))] == 101
     assert found[("fluvial_event_processing_seconds_bucket",

@@ -146,6 +146,8 @@ async def test_monitor_counts_messages_events_and_commits(
     assert monitor.agent_runtime["summer"].count == 250
     assert monitor.end_to_end_latency[name].count >= 1
     assert monitor.commit_latency and monitor.commit_histogram.count >= 1
+    assert monitor.messages_sent_by_topic == {name: 250} and monitor.messages_sent == 250
+    assert monitor.send_latency  # the checkpoints' producer flushes
     assert monitor.rebalances >= 1 and monitor.assignments_completed >= 1
     assert sum(monitor.tp_read_offsets[TP(name, p)] for p in range(2)) == 250
     report = monitor.asdict()
