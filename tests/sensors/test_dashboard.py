@@ -19,7 +19,8 @@ from typing import Any
 import httpx
 import pytest
 
-from .chromium import chromium_path, headless_page
+from tests.web.browser import CHROMIUM, chromium
+
 from .conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -102,12 +103,13 @@ async def test_status_and_dashboard_show_the_whole_group(
     assert f"App {app_id!r}: 2 worker(s)" in text
     assert all(url in text for url in urls) and "count_clicks" in text
 
-    if chromium_path() is None:
+    if CHROMIUM is None:
         pytest.skip("chromium is not installed (apt-get install chromium)")
     profile = tmp_path / "chromium-profile"
     profile.mkdir()
-    async with headless_page(profile) as page:
-        await page.goto(f"{urls[0]}/dashboard/")
+    async with chromium(profile, width=1400, height=900) as page:
+        await page.call("Page.enable")
+        await page.call("Page.navigate", url=f"{urls[0]}/dashboard/")
 
         async def figures() -> tuple[str, str, int]:
             return (await page.evaluate("document.getElementById('t-events').textContent"),
@@ -136,9 +138,9 @@ async def test_status_and_dashboard_show_the_whole_group(
             "[...document.querySelectorAll('#agents tbody td:first-child')]"
             ".map(td => td.textContent)")
         assert agents == ["count_clicks"]
-        await asyncio.sleep(2)  # a few samples in the lag sparklines
+        await asyncio.sleep(float(os.environ.get("FLUVIAL_DASHBOARD_WAIT", "2")))
         shot = tmp_path / "dashboard.png"
-        await page.screenshot(shot)
+        shot.write_bytes(await page.screenshot())
     assert shot.stat().st_size > 10_000
     print(f"dashboard screenshot: {shot}")
     if os.environ.get("FLUVIAL_DASHBOARD_SCREENSHOT"):

@@ -8,67 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
-import shutil
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
 
 from tests.test_examples import load
 
+from .browser import CHROMIUM, chromium
 from .test_web_examples import on_memory
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed")
-
-
-class DevTools:
-    """The Chrome DevTools protocol over one page's websocket."""
-
-    def __init__(self, ws: ClientConnection) -> None:
-        self.ws = ws
-        self.last_id = 0
-
-    async def call(self, method: str, **params: Any) -> Any:
-        self.last_id += 1
-        call_id = self.last_id
-        await self.ws.send(json.dumps({"id": call_id, "method": method, "params": params}))
-        while True:
-            message = json.loads(await asyncio.wait_for(self.ws.recv(), 30))
-            if message.get("id") == call_id:
-                assert "error" not in message, message
-                return message.get("result")
-
-
-@asynccontextmanager
-async def chromium(profile: Path) -> AsyncIterator[DevTools]:
-    assert CHROMIUM is not None
-    proc = await asyncio.create_subprocess_exec(
-        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=600,400",
-        "--remote-debugging-port=0", f"--user-data-dir={profile}", "about:blank",
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
-    try:
-        assert proc.stderr is not None
-        port = None
-        while port is None:
-            line = (await asyncio.wait_for(proc.stderr.readline(), 30)).decode()
-            assert line, "Chromium exited before listening"
-            if "DevTools listening on ws://" in line:
-                port = line.split("ws://", 1)[1].split("/", 1)[0].rsplit(":", 1)[1]
-        async with httpx.AsyncClient() as http:
-            targets = (await http.get(f"http://127.0.0.1:{port}/json/list")).json()
-        page = next(t for t in targets if t["type"] == "page")
-        async with connect(page["webSocketDebuggerUrl"], proxy=None, max_size=None) as ws:
-            yield DevTools(ws)
-    finally:
-        proc.terminate()
-        await proc.wait()
 
 
 async def test_the_dashboard_renders_the_live_feed_in_chromium(tmp_path: Path) -> None:
