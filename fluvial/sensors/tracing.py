@@ -10,8 +10,8 @@ current span's context on, so one trace follows an event through every
 agent and repartition. The spans go to the tracer provider given (by default
 OpenTelemetry's global one), which the app configures with its exporters.
 
-Tracing is a per-event sensor: each event pays for its span (see the
-README's figures).
+Tracing is a per-event sensor: each event pays for its span, its
+context's extraction and the exporter's work.
 """
 
 from __future__ import annotations
