@@ -14,7 +14,7 @@ import fluvial as faust
 logger = logging.getLogger("observed")
 
 app_id = os.environ.get("OBSERVED_APP_ID", "observed")
-app = faust.App(app_id, topic_partitions=4, table_standby_replicas=0,
+app = faust.App(app_id, topic_partitions=4, table_standby_replicas=1,
                 broker_commit_interval=0.5)
 clicks = app.topic(f"{app_id}-clicks", value_type=str, partitions=4)
 counts = app.Table(f"{app_id}-counts", default=int, partitions=4)

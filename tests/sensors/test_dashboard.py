@@ -26,11 +26,12 @@ from .conftest import free_port
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def spawn_worker(broker: str, app_id: str, port: int) -> subprocess.Popen[str]:
+def spawn_worker(broker: str, app_id: str, port: int,
+                 datadir: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "fluvial", "-A", "tests.sensors.observed_app:app", "worker",
-         "-l", "warning", "--web-port", str(port), "--web-bind", "127.0.0.1",
-         "--web-host", "127.0.0.1"],
+        [sys.executable, "-m", "fluvial", "-A", "tests.sensors.observed_app:app",
+         "--datadir", str(datadir), "worker", "-l", "warning", "--web-port", str(port),
+         "--web-bind", "127.0.0.1", "--web-host", "127.0.0.1"],
         cwd=ROOT, env={**os.environ, "FLUVIAL_BROKER": broker, "OBSERVED_APP_ID": app_id},
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
@@ -45,12 +46,15 @@ async def group_of(url: str) -> dict[str, Any] | None:
 
 
 @pytest.fixture
-async def two_workers(kafka_url: str) -> AsyncIterator[tuple[str, list[str]]]:
-    """Two workers of one app on Kafka, both with their partitions and processing."""
+async def two_workers(kafka_url: str,
+                      tmp_path: Path) -> AsyncIterator[tuple[str, list[str]]]:
+    """Two workers of one app on Kafka, both with their partitions, processing, and
+    standby replicas of each other's table partitions."""
     app_id = f"observed-{uuid.uuid4().hex[:8]}"
     ports = [free_port(), free_port()]
     urls = [f"http://127.0.0.1:{port}" for port in ports]
-    procs = [spawn_worker(kafka_url, app_id, port) for port in ports]
+    procs = [spawn_worker(kafka_url, app_id, port, tmp_path / f"worker-{i}")
+             for i, port in enumerate(ports)]
     try:
         for _ in range(600):
             for proc in procs:
@@ -58,7 +62,8 @@ async def two_workers(kafka_url: str) -> AsyncIterator[tuple[str, list[str]]]:
                     raise AssertionError(f"a worker exited:\n{proc.stderr.read()[-3000:]}")  # type: ignore[union-attr]
             group = await group_of(urls[0])
             if (group and len(group["workers"]) == 2
-                    and all(w["active"] and w["events_total"] > 0 for w in group["workers"])):
+                    and all(w["active"] and w["standby"] and w["events_total"] > 0
+                            for w in group["workers"])):
                 break
             await asyncio.sleep(0.2)
         else:
@@ -98,6 +103,10 @@ async def test_status_and_dashboard_show_the_whole_group(
     assert held == [0, 1, 2, 3]
     assert all(w["agents"]["count_clicks"]["events"] > 0 for w in group["workers"])
     assert all(f"{app_id}-counts" in w["tables"] for w in group["workers"])
+    # Each worker keeps a standby of the table partitions the other one owns.
+    for worker in group["workers"]:
+        assert set(worker["standby"]).isdisjoint(worker["active"][topic])
+        assert set(worker["standby"]) | set(worker["active"][topic]) == {0, 1, 2, 3}
     # The rich view names the workers and the agent.
     text = run_status(urls[0])
     assert f"App {app_id!r}: 2 worker(s)" in text
@@ -138,11 +147,11 @@ async def test_status_and_dashboard_show_the_whole_group(
             "[...document.querySelectorAll('#agents tbody td:first-child')]"
             ".map(td => td.textContent)")
         assert agents == ["count_clicks"]
-        await asyncio.sleep(float(os.environ.get("FLUVIAL_DASHBOARD_WAIT", "2")))
+        await asyncio.sleep(float(os.environ.get("DASHBOARD_WAIT", "2")))
         shot = tmp_path / "dashboard.png"
         shot.write_bytes(await page.screenshot())
     assert shot.stat().st_size > 10_000
     print(f"dashboard screenshot: {shot}")
-    if os.environ.get("FLUVIAL_DASHBOARD_SCREENSHOT"):
-        # Refreshing the README's image: FLUVIAL_DASHBOARD_SCREENSHOT=docs/dashboard.png
-        Path(os.environ["FLUVIAL_DASHBOARD_SCREENSHOT"]).write_bytes(shot.read_bytes())
+    if os.environ.get("DASHBOARD_SCREENSHOT"):
+        # Refreshing the README's image: DASHBOARD_SCREENSHOT=docs/dashboard.png
+        Path(os.environ["DASHBOARD_SCREENSHOT"]).write_bytes(shot.read_bytes())
