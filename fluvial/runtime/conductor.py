@@ -129,6 +129,8 @@ class Conductor:
         #: Counters for metrics and the banner.
         self.events_received = 0
         self.decode_errors = 0
+        #: Messages sent to the dead-letter topic (undecodable, or failed processing).
+        self.dead_lettered = 0
 
     def use_transactions(self, transactions: Transactions) -> None:
         """Exactly-once: checkpoints commit transactions of ``transactions.producer``."""

@@ -68,4 +68,5 @@ def dead_letter(app: App, message: Message, error: str,
         return exc
     except Exception as exc:  # a transport's own refusal (size, buffer): same verdict
         return FluvialError(f"{type(exc).__name__}: {exc}")
+    app.conductor.dead_lettered += 1
     return None

@@ -61,6 +61,8 @@ METRICS: dict[str, tuple[str, tuple[str, ...], str]] = {
                             "Changelog records a standby replica is behind"),
     "fluvial_rebalances": ("counter", (), "Rebalances this worker took part in"),
     "fluvial_decode_errors": ("counter", (), "Messages that could not be decoded"),
+    "fluvial_dead_lettered": ("counter", (), "Messages sent to the dead-letter topic "
+                              "(undecodable, or their processing failed)"),
     "fluvial_agent_crashes": ("counter", ("agent",), "Times an agent's actor crashed"),
     "fluvial_send_errors": ("counter", (), "Messages the app could not send"),
     "fluvial_web_requests": ("counter", ("method", "status"), "Web requests answered"),
@@ -156,6 +158,9 @@ def _state_families(app: App) -> Iterator[Metric]:
     decode_errors = _family("fluvial_decode_errors")
     decode_errors.add_metric([], conductor.decode_errors)
     yield decode_errors
+    dead_lettered = _family("fluvial_dead_lettered")
+    dead_lettered.add_metric([], conductor.dead_lettered)
+    yield dead_lettered
     crashes = _family("fluvial_agent_crashes")
     for name, agent in sorted(app.agents.items()):
         crashes.add_metric([name], agent.crashes)

@@ -86,6 +86,7 @@ async def worker_stats(app: App) -> dict[str, Any]:
                    for t in app.tables},
         "rebalances": monitor.rebalances,
         "decode_errors": conductor.decode_errors,
+        "dead_lettered": conductor.dead_lettered,
         "send_errors": monitor.send_errors,
         "errors": list(errors)[-10:],
     }

@@ -136,3 +136,27 @@ async def test_metrics_can_be_turned_off(unique: Callable[[str], str]) -> None:
     async with served(app) as client:
         response = await client.get("/metrics")
     assert response.status_code == 404
+
+
+async def test_decode_errors_and_dead_letters_are_counted(unique: Callable[[str], str]) -> None:
+    app = web_app(unique("dlq"), f"memory://{unique('b')}", topic_partitions=1)
+    topic = app.topic(unique("numbers"), value_type=int, partitions=1,
+                      on_decode_error="dead_letter")
+    seen: list[int] = []
+
+    @app.agent(topic)
+    async def numbers(stream: faust.Stream[int]) -> None:
+        async for n in stream:
+            seen.append(n)
+
+    async with served(app) as client:
+        producer = app.producer
+        for value in (b"1", b"not json", b"2", b"{bad"):
+            producer.send_soon(topic.get_topic_name(), None, value)
+        await producer.flush()
+        await eventually(lambda: seen == [1, 2], message="the good numbers")
+        found = samples((await client.get("/metrics")).text)
+        stats = (await client.get("/stats/")).json()
+    assert found[("fluvial_decode_errors_total", ())] == 2
+    assert found[("fluvial_dead_lettered_total", ())] == 2
+    assert stats["decode_errors"] == 2 and stats["dead_lettered"] == 2

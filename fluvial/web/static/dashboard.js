@@ -47,16 +47,18 @@ function spark(values) {
 function render(group) {
   const workers = group.workers || [];
   let eventsS = 0, events = 0, lag = 0, rebalances = 0, errors = 0;
+  let decode = 0, dead = 0, send = 0, crashes = 0;
   const agents = new Map(), tables = new Map(), lagRows = [], errorItems = [];
   for (const w of workers) {
     eventsS += w.events_s; events += w.events_total; rebalances += w.rebalances;
     errors += w.decode_errors + w.send_errors;
+    decode += w.decode_errors; dead += w.dead_lettered; send += w.send_errors;
     for (const [name, a] of Object.entries(w.agents)) {
       const sum = agents.get(name) || { events_s: 0, events: 0, ms: [], crashes: 0 };
       sum.events_s += a.events_s; sum.events += a.events; sum.crashes += a.crashes;
       if (a.processing_ms !== null) sum.ms.push(a.processing_ms);
       agents.set(name, sum);
-      errors += a.crashes;
+      errors += a.crashes; crashes += a.crashes;
     }
     for (const [name, t] of Object.entries(w.tables)) {
       const sum = tables.get(name) || { keys: 0, changelog_records: 0 };
@@ -81,6 +83,10 @@ function render(group) {
   $("t-lag").textContent = fmt(lag);
   $("t-rebalances").textContent = fmt(rebalances);
   $("t-errors").textContent = fmt(errors);
+  $("c-decode").textContent = fmt(decode);
+  $("c-dead").textContent = fmt(dead);
+  $("c-send").textContent = fmt(send);
+  $("c-crashes").textContent = fmt(crashes);
   fill("workers", workers.map((w) => [
     cell(w.url), cell(parts(w.active)), cell(w.standby.join(",") || "none"),
     cell(fmt(w.events_s), true),
