@@ -21,18 +21,21 @@ from prometheus_client.core import (
     Metric,
 )
 
-from ..exceptions import FluvialError
+from ..exceptions import FluvialError, ImproperlyConfigured
 from ..types import TP
 from .monitor import Histogram
 
 if TYPE_CHECKING:
     from ..app import App
 
-__all__ = ["CONTENT_TYPE", "METRICS", "exposition"]
+__all__ = ["CONTENT_TYPE", "METRICS", "exposition", "setup_prometheus_sensors"]
 
 logger = logging.getLogger(__name__)
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+#: What every metric's name starts with (``setup_prometheus_sensors(name_prefix=)`` changes it).
+PREFIX = "fluvial"
 
 #: Every metric served: name -> (type, labels, help).
 METRICS: dict[str, tuple[str, tuple[str, ...], str]] = {
@@ -80,14 +83,55 @@ class _Families:
         return self._families
 
 
-async def exposition(app: App) -> bytes:
-    """The worker's metrics in Prometheus' text format."""
+async def exposition(app: App, name_prefix: str = PREFIX) -> bytes:
+    """The worker's metrics in Prometheus' text format (names start with ``name_prefix``)."""
     families = list(_monitor_families(app))
     families += list(_state_families(app))
     families += await _lag_families(app)
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Families(families))
+    registry.register(_Families(_renamed(families, name_prefix)))
     return generate_latest(registry)
+
+
+class _AppCollector:
+    """A collector of an app's metrics for a registry of the user's own (no consumer lag:
+    collecting is synchronous)."""
+
+    def __init__(self, app: App, name_prefix: str) -> None:
+        self.app = app
+        self.name_prefix = name_prefix
+
+    def collect(self) -> Iterable[Metric]:
+        families = [*_monitor_families(self.app), *_state_families(self.app)]
+        return _renamed(families, self.name_prefix)
+
+
+def setup_prometheus_sensors(app: App, pattern: str = "/metrics", registry: Any = None,
+                             name_prefix: str | None = None) -> None:
+    """faust-streaming's set-up call: serve the app's metrics at ``pattern`` with names
+    starting ``name_prefix`` (default ``fluvial``), and, given a prometheus-client
+    ``registry``, register them there too (without consumer lag)."""
+    prefix = name_prefix or PREFIX
+    if not prefix.replace("_", "").isalnum():
+        raise ImproperlyConfigured(
+            f"name_prefix={name_prefix!r}: use letters, digits and underscores")
+
+    @app.page(pattern, name=f"metrics:{prefix}")
+    async def metrics(web: Any, request: Any) -> Any:
+        return web.bytes(await exposition(app, prefix), content_type=CONTENT_TYPE)
+
+    if registry is not None:
+        registry.register(_AppCollector(app, prefix))
+
+
+def _renamed(families: list[Metric], prefix: str) -> list[Metric]:
+    if prefix == PREFIX:
+        return families
+    for family in families:
+        family.name = prefix + family.name[len(PREFIX):]
+        family.samples = [sample._replace(name=prefix + sample.name[len(PREFIX):])
+                          for sample in family.samples]
+    return families
 
 
 def _family(name: str) -> Any:

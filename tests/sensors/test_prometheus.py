@@ -6,10 +6,13 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 import fluvial as faust
-from fluvial.sensors.prometheus import METRICS
+from fluvial.exceptions import ImproperlyConfigured
+from fluvial.sensors.prometheus import METRICS, setup_prometheus_sensors
 
 from .conftest import eventually, served, web_app
 
@@ -160,3 +163,35 @@ async def test_decode_errors_and_dead_letters_are_counted(unique: Callable[[str]
     assert found[("fluvial_decode_errors_total", ())] == 2
     assert found[("fluvial_dead_lettered_total", ())] == 2
     assert stats["decode_errors"] == 2 and stats["dead_lettered"] == 2
+
+
+async def test_setup_prometheus_sensors_as_faust_streaming(
+    unique: Callable[[str], str]
+) -> None:
+    app = web_app(unique("fs"), f"memory://{unique('b')}", topic_partitions=1)
+    topic = app.topic(unique("numbers"), value_type=int, partitions=1)
+    registry = CollectorRegistry()
+    setup_prometheus_sensors(app, pattern="/prom", registry=registry, name_prefix="shop")
+    seen: list[int] = []
+
+    @app.agent(topic, name="numbers")
+    async def numbers(stream: faust.Stream[int]) -> None:
+        async for n in stream:
+            seen.append(n)
+
+    async with served(app) as client:
+        for i in range(7):
+            await topic.send(value=i)
+        await eventually(lambda: len(seen) == 7, message="7 numbers")
+        await eventually(lambda: app.monitor.events_total == 7, message="counted")
+        served_text = (await client.get("/prom")).text
+    found = samples(served_text)
+    assert found[("shop_events_total", (("agent", "numbers"),))] == 7
+    assert not any(name.startswith("fluvial_") for name, _ in found)
+    in_registry = samples(generate_latest(registry).decode())
+    assert in_registry[("shop_events_total", (("agent", "numbers"),))] == 7
+
+
+def test_a_bad_name_prefix_is_refused() -> None:
+    with pytest.raises(ImproperlyConfigured, match="name_prefix"):
+        setup_prometheus_sensors(faust.App("x", broker="memory://"), name_prefix="a-b")
