@@ -235,6 +235,7 @@ async def lag_by_partition(app: App) -> tuple[dict[TP, int], dict[TP, int]]:
     try:
         if consumer is not None and assignment:
             ends = await consumer.end_offsets(assignment)
+            app.monitor.tp_end_offsets.update(ends)
             positions = app.conductor.tracker.positions()
             unknown = [tp for tp in assignment if tp not in positions]
             if unknown:
