@@ -195,3 +195,28 @@ async def test_setup_prometheus_sensors_as_faust_streaming(
 def test_a_bad_name_prefix_is_refused() -> None:
     with pytest.raises(ImproperlyConfigured, match="name_prefix"):
         setup_prometheus_sensors(faust.App("x", broker="memory://"), name_prefix="a-b")
+
+
+async def test_events_whose_processing_failed_count_as_dead_lettered(
+    unique: Callable[[str], str]
+) -> None:
+    app = web_app(unique("dlq-proc"), f"memory://{unique('b')}", topic_partitions=1,
+                  processing_error_policy="dead_letter")
+    topic = app.topic(unique("numbers"), value_type=int, partitions=1)
+    seen: list[int] = []
+
+    @app.agent(topic, name="picky")
+    async def picky(stream: faust.Stream[int]) -> None:
+        async for n in stream:
+            seen.append(n)
+            if n % 2:
+                raise ValueError(f"odd: {n}")
+
+    async with served(app) as client:
+        for i in range(6):
+            await topic.send(value=i)
+        await eventually(lambda: len(seen) == 6, message="6 numbers")
+        await eventually(lambda: app.conductor.dead_lettered == 3, message="3 dead-lettered")
+        found = samples((await client.get("/metrics")).text)
+    assert found[("fluvial_dead_lettered_total", ())] == 3
+    assert found[("fluvial_decode_errors_total", ())] == 0
