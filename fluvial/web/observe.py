@@ -1,5 +1,6 @@
 """The observability pages every worker serves (see :mod:`.pages`).
 
+- ``/metrics``: Prometheus metrics (:mod:`fluvial.sensors.prometheus`).
 - ``/stats/``: this worker's figures (JSON, :func:`~fluvial.sensors.snapshot.worker_stats`).
 - ``/stats/group/``: every worker's, asked by this one (``fluvial status`` reads it).
 - ``/dashboard/``: a live page of the group, fed by ``/dashboard/events``
@@ -20,7 +21,8 @@ from ..sensors.snapshot import group_stats, worker_stats
 from .base import Request, Response
 from .views import View
 
-__all__ = ["DashboardEvents", "DashboardPage", "GroupStats", "WorkerStats"]
+__all__ = ["DashboardAsset", "DashboardEvents", "DashboardPage", "GroupStats", "Metrics",
+           "WorkerStats"]
 
 STATIC = Path(__file__).parent / "static"
 
@@ -37,6 +39,13 @@ class _WorkerView(View):
         if loop is None or loop is asyncio.get_running_loop():
             return await coro
         return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))
+
+
+class Metrics(_WorkerView):
+    async def get(self, request: Request) -> Response:
+        from ..sensors.prometheus import CONTENT_TYPE, exposition
+
+        return self.bytes(await self.in_worker(exposition(self.app)), content_type=CONTENT_TYPE)
 
 
 class WorkerStats(_WorkerView):

@@ -163,11 +163,6 @@ class Ready(View):
                           "assignment": _assignment(app.conductor.assignment())})
 
 
-class Metrics(View):
-    async def get(self, request: Request) -> Response:
-        from ..sensors.prometheus import CONTENT_TYPE, exposition
-
-        return self.bytes(await exposition(self.app), content_type=CONTENT_TYPE)
 
 
 def builtin_routes(web: Web) -> list[BaseRoute]:
@@ -180,9 +175,17 @@ def builtin_routes(web: Web) -> list[BaseRoute]:
         ("/router/{name}/", RouterDetail, "router:detail"),
         ("/router/{name}/{key}/", RouterKey, "router:key"),
     ]
+    from .observe import (
+        DashboardAsset,
+        DashboardEvents,
+        DashboardPage,
+        GroupStats,
+        Metrics,
+        WorkerStats,
+    )
+
     if web.app.conf.web_metrics_enabled:
         pages.append(("/metrics", Metrics, "metrics"))
-    from .observe import DashboardAsset, DashboardEvents, DashboardPage, GroupStats, WorkerStats
 
     pages += [
         ("/stats/", WorkerStats, "stats"),

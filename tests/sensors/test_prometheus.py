@@ -220,3 +220,31 @@ async def test_events_whose_processing_failed_count_as_dead_lettered(
         found = samples((await client.get("/metrics")).text)
     assert found[("fluvial_dead_lettered_total", ())] == 3
     assert found[("fluvial_decode_errors_total", ())] == 0
+
+
+async def test_metrics_and_stats_from_a_web_server_in_its_own_thread(
+    unique: Callable[[str], str]
+) -> None:
+    # The figures are gathered on the worker's loop (the lag asks its consumer).
+    app = web_app(unique("threaded"), f"memory://{unique('b')}", topic_partitions=2,
+                  web_in_thread=True)
+    topic = app.topic(unique("numbers"), value_type=int, partitions=2)
+    seen: list[int] = []
+
+    @app.agent(topic)
+    async def numbers(stream: faust.Stream[int]) -> None:
+        async for n in stream:
+            seen.append(n)
+
+    async with served(app) as client:
+        await eventually(lambda: len(app.conductor.assignment()) == 2, message="assigned")
+        for i in range(10):
+            await topic.send(key=str(i).encode(), value=i)
+        await eventually(lambda: len(seen) == 10, message="10 numbers")
+        found = samples((await client.get("/metrics")).text)
+        stats = (await client.get("/stats/")).json()
+    name = topic.get_topic_name()
+    assert found[("fluvial_messages_received_total", (("topic", name),))] == 10
+    assert {labels for metric, labels in found if metric == "fluvial_consumer_lag"} == {
+        (("partition", str(p)), ("topic", name)) for p in range(2)}
+    assert set(stats["lag"]) == {f"{name}[0]", f"{name}[1]"}
