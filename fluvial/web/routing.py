@@ -25,7 +25,7 @@ from .exceptions import ServiceUnavailable, ValidationError
 
 if TYPE_CHECKING:
     from ..app import App
-    from .base import Request
+    from .base import Request, Web
     from .views import View
 
 __all__ = ["FORWARDED_BY", "Forwarder", "table_route", "topic_route"]
@@ -147,12 +147,12 @@ def _check(shard_param: str | None, query_param: str | None, match_info: str | N
     return query_param
 
 
-def table_route(app: App, table: Any, shard_param: str | None = None, *,
-                query_param: str | None = None, match_info: str | None = None,
-                exact_key: Any = None) -> Callable[[ViewMethod], ViewMethod]:
-    """Decorator of a view method: run it on the worker owning the key of ``table``."""
+def _routed(route: Callable[[Any, Web, Request], Awaitable[Response]],
+            shard_param: str | None, query_param: str | None, match_info: str | None,
+            exact_key: Any) -> Callable[[ViewMethod], ViewMethod]:
+    """A decorator running a view method where ``route(key, web, request)`` says:
+    it forwards the request, or raises :class:`SameNode` to run it here."""
     query_param = _check(shard_param, query_param, match_info, exact_key)
-    name = table if isinstance(table, str) else table.name
 
     def decorate(fun: ViewMethod) -> ViewMethod:
         @wraps(fun)
@@ -160,27 +160,28 @@ def table_route(app: App, table: Any, shard_param: str | None = None, *,
             key = _key_of(request, query_param=query_param, match_info=match_info,
                           exact_key=exact_key)
             try:
-                return await app.router.route_req(name, key, view.web, request)
+                return await route(key, view.web, request)
             except SameNode:
                 return await fun(view, request, *args, **kwargs)
         return routed
     return decorate
+
+
+def table_route(app: App, table: Any, shard_param: str | None = None, *,
+                query_param: str | None = None, match_info: str | None = None,
+                exact_key: Any = None) -> Callable[[ViewMethod], ViewMethod]:
+    """Decorator of a view method: run it on the worker owning the key of ``table``."""
+    name = table if isinstance(table, str) else table.name
+
+    def route(key: Any, web: Web, request: Request) -> Awaitable[Response]:
+        return app.router.route_req(name, key, web, request)
+    return _routed(route, shard_param, query_param, match_info, exact_key)
 
 
 def topic_route(app: App, topic: Any, shard_param: str | None = None, *,
                 query_param: str | None = None, match_info: str | None = None,
                 exact_key: Any = None) -> Callable[[ViewMethod], ViewMethod]:
     """Decorator of a view method: run it on the worker assigned the key's partition."""
-    query_param = _check(shard_param, query_param, match_info, exact_key)
-
-    def decorate(fun: ViewMethod) -> ViewMethod:
-        @wraps(fun)
-        async def routed(view: View, request: Request, *args: Any, **kwargs: Any) -> Any:
-            key = _key_of(request, query_param=query_param, match_info=match_info,
-                          exact_key=exact_key)
-            try:
-                return await app.router.route_topic_req(topic, key, view.web, request)
-            except SameNode:
-                return await fun(view, request, *args, **kwargs)
-        return routed
-    return decorate
+    def route(key: Any, web: Web, request: Request) -> Awaitable[Response]:
+        return app.router.route_topic_req(topic, key, web, request)
+    return _routed(route, shard_param, query_param, match_info, exact_key)
