@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
                                "partitions": 8, "stores": STORES}
     try:
         for transport, system, pipeline in [r for r in plan if r[0] == "memory"]:
-            for sensors in args.sensors:
+            for sensors in args.sensors if system == "fluvial" else ["monitor"]:
                 results.append(_one(args, console, scratch, run_id, pythons, transport,
                                     system, pipeline, bootstrap="", sensors=sensors))
         kafka_runs = [r for r in plan if r[0] == "kafka"]
@@ -116,9 +116,11 @@ def main(argv: list[str] | None = None) -> int:
                     registry = stack.enter_context(kafka.schema_registry(scratch / "registry"))
                     console.print(f"schema registry at {registry}")
                 for transport, system, pipeline in kafka_runs:
-                    results.append(_one(args, console, scratch, run_id, pythons, transport,
-                                        system, pipeline, bootstrap=bootstrap,
-                                        registry=registry))
+                    for sensors in args.sensors if system == "fluvial" else ["monitor"]:
+                        results.append(_one(args, console, scratch, run_id, pythons,
+                                            transport, system, pipeline,
+                                            bootstrap=bootstrap, registry=registry,
+                                            sensors=sensors))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
         if results:
@@ -188,6 +190,8 @@ def _one(
         env=env, result_path=scratch / f"{name}.json",
         log_path=WORK / "logs" / f"{run_id}-{name}.log", timeout_s=args.timeout,
     )
+    if args.sensors != ["monitor"]:
+        result.pipeline = f"{pipeline} +{sensors}"  # one report row per sensors mode
     if result.status == "ok":
         console.print(f"{name}: [bold]{result.events_per_s:,.0f} events/s[/] "
                       f"(startup {result.startup_s:.1f} s) {result.extra or ''}")
