@@ -119,7 +119,7 @@ class Run:
 def faust_caught_up(run: Run, want: dict[str, Any], phase: str) -> None:
     """Wait for a faust-streaming run to count all the input; when it does not, the
     migration cannot be judged: an xfail, not a pass. Seen in Faust's run after
-    fluvial's (3-6 counts short per key, in 2 of 3 CI runs; cause not found, see the
+    fluvial's (3-11 counts short per key, in 3 of the last 4 runs; cause not found, see the
     README's Migrating section); fluvial's run is always held to the exact counts."""
     got = run.wait_for(want)
     if got != want:
