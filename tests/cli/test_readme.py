@@ -32,8 +32,7 @@ def runnable(line: str, datadir: Path) -> list[list[str]]:
             .replace('{"account_id": "a1", ...}', '{"account_id": "a1", "amount": 3}')
             .replace("'...'", '\'{"account_id": "a2", "amount": 1}\'')
             .replace("/var/lib/shop", str(datadir)))
-    wrapped = re.fullmatch(r'eval "\$\((.*)\)"', line)  # eval "$(fluvial completion)"
-    args = shlex.split(wrapped.group(1) if wrapped else line)
+    args = shlex.split(line)
     assert args[0] == "fluvial", line
     args = args[1:]
     if "worker" in args and "--duration" not in args:
@@ -57,8 +56,27 @@ COMMAND_LINES = bash_blocks_after("## Command line")
 WORKER_LINES = bash_blocks_after("### Several workers")
 
 
+def in_bash(line: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``line`` typed into an interactive bash, with the virtualenv's ``fluvial`` on PATH."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("FLUVIAL_")}
+    environ["PATH"] = f"{Path(sys.executable).parent}:{environ.get('PATH', '')}"
+    environ["SHELL"] = "/bin/bash"  # a login shell sets it; CI may not
+    # After the line, ask bash's own completion machinery what ``fluvial wor<TAB>`` offers.
+    script = (f"{line}\ncomplete -p fluvial\n"
+              "COMP_WORDS=(fluvial wor); COMP_CWORD=1; _fluvial_completion fluvial\n"
+              'printf "%s\\n" "${COMPREPLY[@]}"\n')
+    return subprocess.run(["bash", "-c", script], cwd=cwd, env=environ,
+                          capture_output=True, text=True, timeout=120)
+
+
 @pytest.mark.parametrize("line", COMMAND_LINES)
 def test_command_line_section(line: str, tmp_path: Path) -> None:
+    if line.startswith("eval "):  # eval "$(fluvial completion)": shell code for bash itself
+        proc = in_bash(line, tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        assert "-F _fluvial_completion fluvial" in proc.stdout
+        assert "worker" in proc.stdout.splitlines(), proc.stdout
+        return
     for args in runnable(line, tmp_path):
         proc = run(args, tmp_path)
         assert proc.returncode == 0, f"{args}: {proc.stderr}"
