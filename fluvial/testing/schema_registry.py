@@ -64,6 +64,22 @@ def _runner_jar(folder: Path, version: str) -> Path:
     return folder / f"apicurio-registry-app-{version}-runner.jar"
 
 
+def _unpack(archive: Path, into: Path) -> None:
+    """Extract ``archive`` into ``into``, refusing members that would land outside it."""
+    with tarfile.open(archive) as tar:
+        if hasattr(tarfile, "data_filter"):  # Python 3.12, and 3.10.12+/3.11.4+
+            tar.extractall(into, filter="data")
+            return
+        root = into.resolve()
+        for member in tar.getmembers():
+            inside = (root / member.name).resolve()
+            if not (member.isfile() or member.isdir()) or not inside.is_relative_to(root):
+                raise SchemaRegistryServerError(
+                    f"{archive.name}: refusing to extract {member.name!r} (not a plain file "
+                    "inside the archive's folder)")
+        tar.extractall(into)  # every member checked above
+
+
 def resolve_apicurio(cache_dir: Path, version: str = APICURIO_VERSION) -> Path:
     """Return the folder holding the unpacked registry, downloading it once.
 
@@ -94,8 +110,7 @@ def resolve_apicurio(cache_dir: Path, version: str = APICURIO_VERSION) -> Path:
                 f"is Maven Central reachable?\n{(done.stdout + done.stderr)[-3000:]}"
             )
         unpacked = Path(tmp) / "registry"
-        with tarfile.open(archives[0]) as tar:
-            tar.extractall(unpacked, filter="data")
+        _unpack(archives[0], unpacked)
         if not _runner_jar(unpacked, version).exists():
             raise SchemaRegistryServerError(
                 f"{archives[0].name} holds no {_runner_jar(unpacked, version).name}"
