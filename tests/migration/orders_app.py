@@ -1,8 +1,10 @@
 """An order-count app written for faust-streaming, as its users write them.
 
-tests/migration/test_migration.py runs this file with faust-streaming 0.15.3,
-then a copy whose only change is ``import faust`` -> ``import fluvial as faust``
-(same app id, same topics), then this file again. Configured by environment:
+tests/migration/test_migration.py runs this file with faust-streaming 0.15.3
+(adding ``import faust_recovery_fix`` after ``import faust``, as the README's
+Migrating section advises), then a copy whose only change is ``import faust`` ->
+``import fluvial as faust`` (same app id, same topics), then the Faust version
+again. Configured by environment:
 ``MIGRATION_BOOTSTRAP``, ``MIGRATION_APP_ID``, ``MIGRATION_TOPIC`` and
 ``MIGRATION_SNAPSHOT`` (where a timer writes the tables as JSON).
 """
