@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextvars import ContextVar
@@ -25,11 +26,13 @@ from .types import RecordMetadata
 
 if TYPE_CHECKING:
     from .app import App
-    from .channels import Channel
+    from .channels import Channel, Topic
 
 __all__ = ["Stream", "maybe_forward"]
 
 logger = logging.getLogger(__name__)
+
+_NOT_IN_TOPIC_NAMES = re.compile(r"[^A-Za-z0-9._-]")
 
 T = TypeVar("T")
 Step = tuple[str, Callable[[Any], Any], bool]  # (kind, function, is_async)
@@ -471,30 +474,41 @@ class Stream(Generic[T]):
         key: Any,
         *,
         name: str | None = None,
+        topic: Topic[Any] | None = None,
         partitions: int | None = None,
     ) -> Stream[T]:
         """Repartition the stream by a new key, through an internal topic.
 
         ``key`` is a model field (``Order.account_id``) or a function of the
-        value; a function needs ``name=`` for the topic's name.
+        value; a function needs ``name=`` for the topic's name. The topic is
+        named as Faust names it, ``{agent}-{source}-{name}-repartition`` in an
+        agent (``{source}-{name}-repartition`` elsewhere), so that a worker
+        taking over from a Faust worker reads what Faust forwarded; ``topic=``
+        gives it instead.
         """
         from .channels import Topic
 
         if not isinstance(self.channel, Topic):
             raise ImproperlyConfigured("group_by needs a stream over a topic")
-        if name is None:
-            ident = getattr(key, "ident", None)
-            if ident is None:
-                raise ImproperlyConfigured(
-                    "group_by with a function needs name= (the repartition topic suffix)"
-                )
-            name = str(ident)
-        source_name = self.channel.topics[0]
-        topic = self.channel.derive(
-            topics=[f"{self.app.conf.id}-{source_name}-{name}-repartition"],
-            partitions=partitions,
-            internal=True,
-        )
+        if topic is None:
+            if name is None:
+                ident = getattr(key, "ident", None)
+                if ident is None:
+                    raise ImproperlyConfigured(
+                        "group_by with a function needs name= (the repartition topic suffix)"
+                    )
+                name = str(ident)
+            prefix = ""
+            if self.prefix and not self.channel.has_prefix:
+                # An agent defined in a function is ``module.f.<locals>.agent``: a
+                # name Kafka refuses (Faust fails on it), so ``<locals>`` -> ``_locals_``.
+                prefix = _NOT_IN_TOPIC_NAMES.sub("_", self.prefix) + "-"
+            topic = self.channel.derive(
+                topics=[f"{prefix}{self.channel.topics[0]}-{name}-repartition"],
+                partitions=partitions,
+                internal=True,
+                has_prefix=bool(prefix) or self.channel.has_prefix,
+            )
         cached = self.channel.derived.get(topic.get_topic_name())
         if cached is not None and cached.partitions == topic.partitions:
             topic = cached  # a restarted actor: the same topic, and its buffer

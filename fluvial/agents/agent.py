@@ -109,6 +109,7 @@ class Agent:
         if channel is None:
             channel = f"{self.app.conf_id}-{self.name}"
             kwargs.setdefault("internal", True)
+            kwargs.setdefault("has_prefix", True)  # group_by adds no agent prefix (Faust)
         if isinstance(channel, str):
             return self.app.topic(
                 channel, key_type=key_type, value_type=value_type, schema=schema, **kwargs
@@ -177,7 +178,8 @@ class Agent:
             streams: list[Stream[Any]] = []
             _actor_streams.set(streams)
             _actor_agent.set(self.name)
-            stream: Stream[Any] = Stream(channel, app=self.app, buffer=buffer)
+            stream: Stream[Any] = Stream(channel, app=self.app, buffer=buffer,
+                                         prefix=self.name)
             try:
                 await self._execute(stream)
             except asyncio.CancelledError:

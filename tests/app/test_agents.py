@@ -202,7 +202,8 @@ async def test_crashing_group_by_agent_restarts_and_commits_go_on(
             await eventually(lambda: len(seen) == 8, message="events after the crashes")
             await app.conductor.checkpoint()
             assert (await committed(app, topic.get_topic_name(), 1))[0] == 10
-            repartition = f"{app.conf.id}-{topic.get_topic_name()}-parity-repartition"
+            agent = fragile.name.replace("<locals>", "_locals_")
+            repartition = f"{agent}-{topic.get_topic_name()}-parity-repartition"
             offsets = await committed(app, repartition, 4)
             assert sum(o or 0 for o in offsets.values()) == 10, offsets
     assert sorted(seen) == [0, 1, 2, 4, 5, 7, 8, 9]
@@ -341,3 +342,35 @@ async def test_slow_agent_pauses_its_partitions_without_blocking_others(
         await eventually(lambda: len(slow_seen) == 100, message="slow agent catches up")
     assert slow_seen == list(range(100))
     assert fast_seen == list(range(100))
+
+
+async def test_group_by_topics_are_named_as_faust_names_them(unique: Callable[[str], str]) -> None:
+    """``{agent}-{source}-{field}-repartition`` (no app id), or ``topic=`` as given: a
+    fluvial worker taking over from a Faust one reads what Faust left in them."""
+    app = make_app(unique("app"), "memory://")
+    orders = app.topic(unique("orders"), value_type=Order)
+    given = app.topic(unique("by-amount"), value_type=Order)
+    seen: list[str] = []
+
+    @app.agent(orders)
+    async def by_account(stream: faust.Stream[Order]) -> None:
+        async for order in stream.group_by(Order.account_id):
+            seen.append(f"account {order.account_id}")
+
+    @app.agent(orders)
+    async def by_amount(stream: faust.Stream[Order]) -> None:
+        async for order in stream.group_by(Order.amount, topic=given):
+            seen.append(f"amount {order.amount}")
+
+    async with app.running():
+        await orders.send(key="o1", value=Order(account_id="a1", amount=3))
+        await eventually(lambda: len(seen) == 2, message="the order through both repartitions")
+        names = app.conductor.topic_names
+    # Named after the agent, module.qualname; Kafka refuses the ``<>`` of ``<locals>``.
+    assert by_account.name == f"{__name__}.test_group_by_topics_are_named_as_faust_names_them" \
+        ".<locals>.by_account"
+    agent = by_account.name.replace("<locals>", "_locals_")
+    assert f"{agent}-{orders.get_topic_name()}-Order.account_id-repartition" in names
+    assert given.get_topic_name() in names
+    assert not any("Order.amount" in name for name in names)
+    assert sorted(seen) == ["account a1", "amount 3"]

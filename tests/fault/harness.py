@@ -405,7 +405,9 @@ class FaultRun:
 
     def _repartition_topics(self) -> list[str]:
         names = self._admin.list_topics(timeout=10).topics
-        return sorted(n for n in names if n.startswith(self.app_id) and "repartition" in n)
+        # ``{agent}-{source}-{name}-repartition``, as Faust names them.
+        return sorted(n for n in names
+                      if f"-{self.source}-" in n and n.endswith("-repartition"))
 
     def _consumer(self, group: str) -> Consumer:
         return Consumer({"bootstrap.servers": self.bootstrap, "group.id": group,
