@@ -101,3 +101,69 @@ def write_result(
     with open(tmp, "w") as f:
         json.dump(payload, f)
     os.replace(tmp, settings.result_path)
+
+
+class LatencyRecorder:
+    """What a latency pipeline (``bench.latency``) records per event, and its result file.
+
+    Events are JSON ``{"account_id", "ts", "phase"}`` from ``bench.paced``: ``ts`` is
+    the producer's ``time.time()`` at ``produce()``. ``prime`` events only tell the
+    bench the pipeline is ready (the file BENCH_READY is created at the first);
+    the others are counted, and those of phase ``measure`` have their latency
+    (now minus ``ts``) and receive time recorded. The run ends at the BENCH_EVENTS-th
+    counted event, or at the first event more than BENCH_SECONDS (the run's length)
+    plus BENCH_GRACE seconds after the first counted one (the pipeline fell behind).
+    Peak RSS (``ru_maxrss``) is reported too.
+    """
+
+    def __init__(self) -> None:
+        from array import array
+
+        self.events = int(os.environ["BENCH_EVENTS"])
+        self.result_path = os.environ["BENCH_RESULT"]
+        self.ready_path = os.environ["BENCH_READY"]
+        self.allowed = float(os.environ["BENCH_SECONDS"]) + float(os.environ["BENCH_GRACE"])
+        self.deadline = float("inf")  # set at the first counted event
+        self.latencies = array("d")
+        self.received = array("d")
+        self.seen = 0
+        self.ready = False
+
+    def see(self, ts: float, phase: str) -> bool:
+        """Record one event; True once the run is over (the caller stops the pipeline)."""
+        now = time.time()
+        if phase == "prime":
+            if not self.ready:
+                self.ready = True
+                with open(self.ready_path, "w"):
+                    pass
+            return False
+        self.seen += 1
+        if self.seen == 1:
+            self.deadline = now + self.allowed
+        if phase == "measure":
+            self.latencies.append(now - ts)
+            self.received.append(now)
+        if self.seen >= self.events or now > self.deadline:
+            self.finish()
+            return True
+        return False
+
+    def finish(self, **extra: Any) -> None:
+        """Write the result file (atomically)."""
+        import resource
+
+        payload = {
+            "events": self.events,
+            "seen": self.seen,
+            "status": "ok" if self.seen >= self.events else "behind",
+            "latencies": self.latencies.tolist(),
+            "received": self.received.tolist(),
+            # Linux reports kilobytes.
+            "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            **extra,
+        }
+        tmp = self.result_path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(payload, f)
+        os.replace(tmp, self.result_path)
