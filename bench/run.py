@@ -49,6 +49,7 @@ from pathlib import Path
 from rich.console import Console
 
 from bench import kafka, latency, peers
+from bench.pipelines._common import ACCOUNTS
 from bench.report import print_report, write_results
 from bench.runner import RunResult, run_pipeline
 
@@ -182,7 +183,7 @@ def _one(
     if transport == "kafka":
         kafka.create_topic(bootstrap, topic)
         encode = kafka.avro_encoder(registry, topic) if pipeline in AVRO_PIPELINES else None
-        produce_s = kafka.produce_orders(bootstrap, topic, events, encode)
+        produce_s = kafka.produce_orders(bootstrap, topic, events, encode, args.accounts)
         console.print(f"[dim]{name}: produced {events:,} orders in {produce_s:.1f} s[/]")
     state_dir = scratch / name
     state_dir.mkdir()
@@ -195,6 +196,7 @@ def _one(
         "BENCH_BOOTSTRAP": bootstrap,
         "BENCH_STATE_DIR": str(state_dir),
         "BENCH_SENSORS": sensors,
+        "BENCH_ACCOUNTS": str(args.accounts),
     })
     if pipeline in AVRO_PIPELINES:
         env["FLUVIAL_SCHEMA_REGISTRY_URL"] = registry
@@ -294,6 +296,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                    help="N for every run (default: per system and pipeline, see DEFAULT_EVENTS)")
     p.add_argument("--scale", type=float, default=1.0,
                    help="multiply the default N of every run (e.g. 0.1 for a smoke run)")
+    p.add_argument("--accounts", type=int, default=ACCOUNTS,
+                   help=f"distinct account ids (table keys) in the orders (default {ACCOUNTS})")
     p.add_argument("--timeout", type=float, default=300.0,
                    help="seconds each run may take, startup included (default 300)")
     p.add_argument("--results", type=Path, default=WORK / "results.json")

@@ -14,6 +14,8 @@ BENCH_APP_ID     application id / consumer group, unique per run
 BENCH_RESULT     path of the JSON result file to write
 BENCH_BOOTSTRAP  host:port of the Kafka broker (peers; fluvial reads FLUVIAL_BROKER)
 BENCH_STATE_DIR  a scratch folder for state stores, unique per run
+BENCH_ACCOUNTS   distinct account ids in the orders (default 1000; fluvial on memory://
+                 produces them itself)
 """
 
 from __future__ import annotations
@@ -35,12 +37,13 @@ PIPELINES = ("plain", "table", "table-eos", "plain-avro", "table-avro")
 AVRO_ORDER_NAME = "bench.Order"
 
 
-def orders(n: int, seed: int = SEED) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Yield ``n`` (key, order) pairs: keyed by order id, ~1000 distinct accounts."""
+def orders(n: int, seed: int = SEED, accounts: int = ACCOUNTS
+           ) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Yield ``n`` (key, order) pairs: keyed by order id, ~``accounts`` distinct accounts."""
     rng = random.Random(seed)
     for i in range(n):
         yield f"o{i}", {
-            "account_id": f"a{rng.randrange(ACCOUNTS)}",
+            "account_id": f"a{rng.randrange(accounts)}",
             "product_id": f"p{rng.randrange(PRODUCTS)}",
             "amount": rng.randint(1, 10),
             "price": round(rng.uniform(1.0, 500.0), 2),
@@ -85,7 +88,12 @@ def write_result(
     last_ts: float,
     **extra: Any,
 ) -> None:
-    """Write the run's result atomically, so the parent never reads half a file."""
+    """Write the run's result atomically, so the parent never reads half a file.
+
+    The process's peak resident memory so far (``max_rss_mb``) is reported with it.
+    """
+    import resource
+
     payload = {
         "system": system,
         "version": version,
@@ -95,6 +103,8 @@ def write_result(
         "first_ts": first_ts,
         "last_ts": last_ts,
         "written_ts": time.time(),
+        # Linux reports kilobytes.
+        "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         **extra,
     }
     tmp = settings.result_path + ".tmp"
