@@ -293,50 +293,6 @@ async def test_consumer_without_group_cannot_commit(kit: Kit) -> None:
 
 
 @pytest.mark.kafka
-async def test_a_commit_completes_while_the_loop_reads_nothing(kit: Kit) -> None:
-    """Commits are asynchronous, their result served by the thread's consume(): with
-    the hand-off full (the loop reading nothing) the thread still fetches, holding
-    what it gets, so the commit completes, and nothing held is lost or reordered."""
-    (topic,) = await kit.topics(1)
-    tp = TP(topic, 0)
-    producer = await kit.producer()
-    consumer = await kit.consumer(kit.name("group"), max_pending_batches=1,
-                                  auto_offset_reset="earliest")
-    assigned = asyncio.Event()
-
-    async def on_assign(tps: set[TP]) -> None:
-        assigned.set()
-
-    async def on_revoke(tps: set[TP]) -> None:
-        pass
-
-    consumer.subscribe([topic], on_assign=on_assign, on_revoke=on_revoke)
-    await asyncio.wait_for(assigned.wait(), 60)
-    producer.send_soon(topic, None, b"0")
-    await producer.flush()
-    deadline = time.monotonic() + 30
-    while consumer._pending < 1:  # type: ignore[attr-defined]  # the thread's hand-off bound
-        assert time.monotonic() < deadline, "the first message was never handed over"
-        await asyncio.sleep(0.02)
-    for i in range(1, 4):
-        producer.send_soon(topic, None, b"%d" % i)
-        await producer.flush()
-        await asyncio.wait_for(consumer.commit({tp: i}), 30)
-        assert await consumer.committed([tp]) == {tp: i}
-    assert [m.value for m in await drain(consumer, 4)] == [b"0", b"1", b"2", b"3"]
-
-
-@pytest.mark.kafka
-async def test_a_failed_asynchronous_commit_raises(kit: Kit) -> None:
-    (topic,) = await kit.topics(1)
-    consumer = await kit.consumer(kit.name("group"))
-    with pytest.raises(CommitError, match="UNKNOWN_TOPIC_OR_PART"):
-        await asyncio.wait_for(consumer.commit({TP(topic, 5): 1}), 30)
-    await asyncio.wait_for(consumer.commit({TP(topic, 0): 1}), 30)
-    assert await consumer.committed([TP(topic, 0)]) == {TP(topic, 0): 1}
-
-
-@pytest.mark.kafka
 async def test_requests_after_stop_fail_clearly(kit: Kit) -> None:
     (topic,) = await kit.topics(1)
     consumer = await kit.consumer(kit.name("group"))

@@ -17,16 +17,6 @@ Threading model (DESIGN §3):
   loop (``run_coroutine_threadsafe``) so the application's revoke/assign
   handling completes before librdkafka proceeds. While waiting, the thread
   keeps serving requests, so ``await consumer.commit(...)`` works in ``on_revoke``.
-* Commits are asynchronous: the thread sends the offsets and goes on fetching;
-  librdkafka reports the result through ``on_commit``, served by a later
-  ``consume()``, which resolves the caller's future. A synchronous commit would
-  hold up fetching for the broker's round trip (6-30 ms here), a stall every
-  event fetched meanwhile would wait out. While a commit is in flight and the
-  loop reads nothing, the thread keeps calling ``consume()`` (holding what it
-  fetches) so that the result still comes. Inside a rebalance callback
-  ``consume()`` cannot be called: a commit there is synchronous, and commits in
-  flight when one begins are failed as :class:`GroupMembershipLost` (their
-  outcome is unknown; the revoke's own checkpoint commits again).
 
 Generations: ``assign()`` and ``seek()`` bump a counter; each batch carries the
 counter value of the last command the thread ran before fetching it. A batch
@@ -127,12 +117,6 @@ _UNKNOWN_TOPIC_CODES = frozenset(
 
 _Request = tuple[Callable[[], Any], "asyncio.Future[Any]"]
 
-#: A request's result that resolves its future later (an asynchronous commit).
-_LATER = object()
-
-#: How long the thread waits in one ``consume()`` while it only serves commit results.
-_SERVE_S = 0.005
-
 
 def _convert(raws: list[RawMessage]) -> tuple[list[Message], list[KafkaError]]:
     """confluent-kafka messages -> fluvial Messages: the per-event hot loop."""
@@ -171,8 +155,6 @@ class KafkaConsumer:
         # consumer never joins, commits or reads committed offsets.
         cfg["group.id"] = group_id if group_id is not None else f"fluvial-assign-{uuid.uuid4()}"
         cfg["error_cb"] = self._on_client_error
-        user_on_commit = cfg.get("on_commit")
-        cfg["on_commit"] = partial(self._on_commit, user_on_commit)
         self.group_id = group_id
         self._consumer = Consumer(cfg)
         self._batch_size = batch_size
@@ -201,14 +183,7 @@ class KafkaConsumer:
         self._stopping = False
         self._finished = False
         self._thread: threading.Thread | None = None
-        # Consumer thread only.
-        self._thread_gen = 0
-        #: Asynchronous commits sent and not reported: their offsets and futures.
-        self._in_flight: deque[tuple[dict[tuple[str, int], int], asyncio.Future[Any]]] = deque()
-        #: Inside a rebalance callback (``consume()`` may not be called).
-        self._in_callback = False
-        #: Batches fetched only to serve commit results, handed off when there is room.
-        self._held: deque[tuple[list[Message], int, list[KafkaError]]] = deque()
+        self._thread_gen = 0  # consumer thread only
 
     @property
     def client(self) -> Consumer:
@@ -347,25 +322,13 @@ class KafkaConsumer:
         if not offsets:
             return
         parts = [TopicPartition(t, p, off) for (t, p), off in offsets.items()]
-        key = {(t, p): off for (t, p), off in offsets.items()}
         consumer = self._consumer
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[Any] = loop.create_future()
 
-        def commit_on_thread() -> Any:
-            if self._in_callback or self._thread is None:
-                # consume() will not be called (yet) to report an asynchronous one.
-                return consumer.commit(offsets=parts, asynchronous=False)
-            self._in_flight.append((key, fut))
-            try:
-                consumer.commit(offsets=parts, asynchronous=True)
-            except BaseException:
-                self._in_flight.pop()
-                raise
-            return _LATER
+        def commit_sync() -> list[TopicPartition]:
+            return consumer.commit(offsets=parts, asynchronous=False)
 
         try:
-            result = await self._request(commit_on_thread, fut)
+            result = await self._request(commit_sync)
         except KafkaException as exc:
             err = exc.args[0] if exc.args else None
             cls: type[CommitError] = CommitError
@@ -501,16 +464,12 @@ class KafkaConsumer:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
 
-    async def _request(self, fn: Callable[[], T], fut: asyncio.Future[T] | None = None) -> T:
-        """Run ``fn`` on the consumer thread (the only thread that may use the handle).
-
-        ``fn`` may return ``_LATER``: the thread resolves ``fut`` (given) itself, later.
-        """
+    async def _request(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` on the consumer thread (the only thread that may use the handle)."""
         loop = asyncio.get_running_loop()
         if self._thread is None:  # not started: no other thread uses the handle yet
             return await loop.run_in_executor(None, fn)
-        if fut is None:
-            fut = loop.create_future()
+        fut: asyncio.Future[T] = loop.create_future()
         with self._cond:
             if self._finished:
                 raise TransportError("The Kafka consumer is stopped")
@@ -533,7 +492,6 @@ class KafkaConsumer:
                         and not self._commands
                         and not self._requests
                         and self._pending >= max_pending
-                        and not self._in_flight
                     ):
                         cond.wait()
                     stopping = self._stopping
@@ -542,14 +500,6 @@ class KafkaConsumer:
                     break
                 self._run_commands()
                 if self._pending >= max_pending:
-                    if self._in_flight:
-                        # The loop reads nothing now, but a commit's result comes
-                        # only through consume(): fetch, and hold what comes.
-                        self._hold(consumer.consume(batch_size, _SERVE_S))
-                    continue
-                if self._held:
-                    batch, gen, errors = self._held.popleft()
-                    self._hand_off(batch, gen, errors)
                     continue
                 raws = consumer.consume(batch_size, 0)
                 if not raws:
@@ -563,7 +513,10 @@ class KafkaConsumer:
                     if not raws:
                         continue
                 batch, errors = _convert(raws)
-                self._hand_off(batch, self._thread_gen, errors)
+                if batch:
+                    with cond:
+                        self._pending += 1
+                loop.call_soon_threadsafe(self._receive, batch, self._thread_gen, errors)
         except BaseException as exc:
             logger.exception("Kafka consumer thread crashed")
             self._post(self._set_dead, exc)
@@ -576,62 +529,9 @@ class KafkaConsumer:
                 self._finished = True
                 leftover = list(self._requests)
                 self._requests.clear()
-            waiting = [fut for _, fut in leftover] + [fut for _, fut in self._in_flight]
-            self._in_flight.clear()
-            for fut in waiting:
+            for _, fut in leftover:
                 self._post(_resolve, fut, None, TransportError("The Kafka consumer is stopped"))
             self._post(self._set_closed)
-
-    def _hand_off(self, batch: list[Message], gen: int, errors: list[KafkaError]) -> None:
-        """Give a fetched batch to the loop (counted against ``max_pending_batches``)."""
-        if batch:
-            with self._cond:
-                self._pending += 1
-        assert self._loop is not None
-        self._loop.call_soon_threadsafe(self._receive, batch, gen, errors)
-
-    def _hold(self, raws: list[RawMessage]) -> None:
-        if raws:
-            batch, errors = _convert(raws)
-            self._held.append((batch, self._thread_gen, errors))
-
-    def _drop_held(self, tps: set[TP]) -> None:
-        """Revoked partitions' messages held on the thread go, like buffered ones."""
-        kept: deque[tuple[list[Message], int, list[KafkaError]]] = deque()
-        for batch, gen, errors in self._held:
-            rest = [m for m in batch if TP(m.topic, m.partition) not in tps]
-            if rest or errors:
-                kept.append((rest, gen, errors))
-        self._held = kept
-
-    def _on_commit(self, user_cb: Any, err: KafkaError | None,
-                   parts: list[TopicPartition]) -> None:
-        """librdkafka's report of an asynchronous commit (on the thread, in ``consume()``)."""
-        key = {(tp.topic, tp.partition): tp.offset for tp in parts}
-        in_flight = self._in_flight
-        # Reports come in the order the commits were sent; one whose commit was
-        # already failed (a rebalance began) matches no entry, unless a later commit
-        # of the very same offsets is in flight: that one it settles.
-        index = next((i for i, (sent, _) in enumerate(in_flight) if sent == key), None)
-        if index is not None:
-            _, fut = in_flight[index]
-            del in_flight[index]
-            if err is not None:
-                self._post(_resolve, fut, None, KafkaException(err))
-            else:
-                self._post(_resolve, fut, parts, None)
-        if user_cb is not None:
-            user_cb(err, parts)
-
-    def _fail_in_flight(self) -> None:
-        """A rebalance callback begins: commits in flight cannot be reported before it
-        ends (``consume()`` is not called meanwhile), and the loop may wait for them."""
-        in_flight = list(self._in_flight)
-        self._in_flight.clear()
-        for _, fut in in_flight:
-            self._post(_resolve, fut, None, GroupMembershipLost(
-                f"A rebalance of group {self.group_id!r} began before the commit was "
-                "confirmed; it may not have happened"))
 
     def _run_commands(self) -> None:
         commands = self._commands
@@ -654,8 +554,7 @@ class KafkaConsumer:
             except BaseException as exc:
                 self._post(_resolve, fut, None, exc)
             else:
-                if result is not _LATER:
-                    self._post(_resolve, fut, result, None)
+                self._post(_resolve, fut, result, None)
 
     def _post(self, fn: Callable[..., None], *args: Any) -> None:
         loop = self._loop
@@ -673,14 +572,10 @@ class KafkaConsumer:
         self._on_loop(self._handle_assign({TP(p.topic, p.partition) for p in parts}))
 
     def _rebalance_revoke(self, _consumer: Consumer, parts: list[TopicPartition]) -> None:
-        tps = {TP(p.topic, p.partition) for p in parts}
-        self._drop_held(tps)
-        self._on_loop(self._handle_revoke(tps))
+        self._on_loop(self._handle_revoke({TP(p.topic, p.partition) for p in parts}))
 
     def _rebalance_lost(self, _consumer: Consumer, parts: list[TopicPartition]) -> None:
-        tps = {TP(p.topic, p.partition) for p in parts}
-        self._drop_held(tps)
-        self._on_loop(self._handle_revoke(tps, lost=True))
+        self._on_loop(self._handle_revoke({TP(p.topic, p.partition) for p in parts}, lost=True))
 
     def _on_loop(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run ``coro`` on the loop and wait for it, serving requests meanwhile."""
@@ -692,20 +587,15 @@ class KafkaConsumer:
             coro.close()
             return
         fut.add_done_callback(lambda _: self._wake())
-        self._fail_in_flight()
-        self._in_callback = True
-        try:
-            while True:
-                self._serve_requests()
-                if fut.done():
-                    break
-                with self._cond:
-                    if not self._requests and not fut.done():
-                        self._cond.wait(1.0)
-                if loop.is_closed():
-                    return
-        finally:
-            self._in_callback = False
+        while True:
+            self._serve_requests()
+            if fut.done():
+                break
+            with self._cond:
+                if not self._requests and not fut.done():
+                    self._cond.wait(1.0)
+            if loop.is_closed():
+                return
         exc = fut.exception()
         if exc is not None:
             logger.error("Rebalance callback failed: %r", exc)
