@@ -55,6 +55,10 @@ PIPELINES = ("plain", "table")
 LABELS = (PRIME, "warmup", "measure", "done")
 #: Seconds a pipeline may take to start and see its first event.
 STARTUP_TIMEOUT_S = 120.0
+#: A pipeline whose last measured events (this share of them) waited longer than
+#: BEHIND_MS at the median fell behind the rate, however many it saw in time.
+END_SHARE = 0.05
+BEHIND_MS = 1000.0
 
 
 @dataclass
@@ -70,6 +74,8 @@ class LatencyResult:
     p50_ms: float | None = None
     p99_ms: float | None = None
     max_ms: float | None = None
+    #: Median latency of the last END_SHARE of the measured events.
+    end_ms: float | None = None
     measured: int = 0
     max_rss_mb: float | None = None
     error_tail: str = ""
@@ -143,6 +149,10 @@ def run_one(bootstrap: str, python: Path, system: str, pipeline: str, rate: int,
         result.measured = int(figures["n"])
         result.p50_ms, result.p99_ms, result.max_ms = (
             figures["p50"], figures["p99"], figures["max"])
+        last = data["latencies"][-max(1, int(len(data["latencies"]) * END_SHARE)):]
+        result.end_ms = percentiles(last)["p50"]
+        if result.end_ms > BEHIND_MS:
+            result.status = "behind"
     result.series = {"latency": data["latencies"], "received": data["received"]}
     return result
 
@@ -188,8 +198,12 @@ def summary(r: LatencyResult) -> str:
                if r.p50_ms is not None else "no measured events")
     if r.status == "behind":
         return (f"[yellow]did not keep up[/]: saw {r.seen:,} of {r.events:,} events in the "
-                f"time allowed; {figures}")
+                f"time allowed, the last ones {_seconds(r.end_ms)} late; {figures}")
     return figures
+
+
+def _seconds(ms: float | None) -> str:
+    return "?" if ms is None else f"{ms / 1000:.1f} s"
 
 
 def report(results: list[LatencyResult], console: Console) -> None:
@@ -204,7 +218,8 @@ def report(results: list[LatencyResult], console: Console) -> None:
         return "-" if value is None else f"{value:.1f}"
 
     for r in results:
-        status = r.status if r.status != "behind" else f"did not keep up ({r.seen:,}/{r.events:,})"
+        status = r.status if r.status != "behind" else (
+            f"did not keep up (saw {r.seen:,}/{r.events:,}, the last {_seconds(r.end_ms)} late)")
         table.add_row(r.pipeline, f"{r.rate:,}", SYSTEM_NAMES[r.system], ms(r.p50_ms),
                       ms(r.p99_ms), ms(r.max_ms), f"{r.measured:,}",
                       "-" if r.max_rss_mb is None else f"{r.max_rss_mb:.0f}", status)
