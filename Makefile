@@ -30,7 +30,8 @@ kafka-up: $(STAMP)
 kafka-down: $(STAMP)
 	$(PY) -m fluvial.testing.kafka_server stop
 
-## Throughput benchmarks against faust-streaming and quixstreams on the same broker.
+## Throughput against faust-streaming and quixstreams on the same broker, then end-to-end
+## latency at 10k and 50k events/s against quixstreams (bench.latency).
 bench: $(STAMP)
 	$(PY) -m bench.run
 

@@ -14,7 +14,7 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from bench.pipelines._common import PARTITIONS, orders
+from bench.pipelines._common import ACCOUNTS, PARTITIONS, orders
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -102,7 +102,8 @@ def avro_encoder(registry_url: str, topic: str) -> Callable[[dict[str, Any]], by
 
 
 def produce_orders(bootstrap: str, topic: str, n: int,
-                   encode: Callable[[dict[str, Any]], bytes] | None = None) -> float:
+                   encode: Callable[[dict[str, Any]], bytes] | None = None,
+                   accounts: int = ACCOUNTS) -> float:
     """Write ``n`` orders keyed by order id (JSON unless ``encode`` says otherwise);
     return the seconds it took (not benchmarked)."""
     encode = encode or _ENCODE
@@ -122,7 +123,7 @@ def produce_orders(bootstrap: str, topic: str, n: int,
             failures.append(str(err))
 
     started = time.perf_counter()
-    for key, fields in orders(n):
+    for key, fields in orders(n, accounts=accounts):
         while True:
             try:
                 producer.produce(topic, encode(fields), key.encode(), on_delivery=on_delivery)

@@ -59,14 +59,15 @@ def print_report(results: list[RunResult], console: Console | None = None) -> No
 
     detail = Table(title="runs")
     for name in ("transport", "pipeline", "system", "version", "store", "N", "events/s",
-                 "processing s", "startup s", "wall s", "shutdown s", "status"):
+                 "processing s", "startup s", "wall s", "shutdown s", "peak RSS MB",
+                 "status"):
         detail.add_column(name, justify="right" if name[0].isupper() or " " in name
                           or name == "events/s" else "left")
     for r in results:
         detail.add_row(
             r.transport, r.pipeline, SYSTEM_NAMES.get(r.system, r.system), r.version, r.store,
             f"{r.events:,}", _rate_cell(r), _secs(r.processing_s), _secs(r.startup_s),
-            _secs(r.wall_s), _secs(r.shutdown_s), r.status,
+            _secs(r.wall_s), _secs(r.shutdown_s), _mb(r.extra.get("max_rss_mb")), r.status,
         )
     console.print(detail)
     console.print("wall s = process start to N-th event (startup included); "
@@ -96,6 +97,10 @@ def _rate_cell(run: RunResult | None) -> str:
     if run.status != "ok" or run.events_per_s is None:
         return run.status
     return f"{run.events_per_s:,.0f}"
+
+
+def _mb(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
 
 
 def _secs(value: float | None) -> str:

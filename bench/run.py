@@ -17,6 +17,11 @@ produced beforehand with confluent-kafka, so only processing is timed: from the 
 event the pipeline sees to the N-th. Peers run from their own virtualenvs under
 ``.bench/venvs``. Results are printed and written to ``.bench/results.json``.
 
+Then, on Kafka, the end-to-end latency of the plain and table pipelines at a steady
+rate (10,000 and 50,000 events/s by default), fluvial against quixstreams: see
+``bench.latency`` (``--latency-*`` options, ``--no-latency`` to skip). Written to
+``.bench/latency.json``.
+
 Examples::
 
     python -m bench.run
@@ -43,7 +48,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from bench import kafka, peers
+from bench import kafka, latency, peers
+from bench.pipelines._common import ACCOUNTS
 from bench.report import print_report, write_results
 from bench.runner import RunResult, run_pipeline
 
@@ -98,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
                   + ", ".join(f"{s}={STORES[s]}" for s in args.systems))
 
     results: list[RunResult] = []
+    latencies: list[latency.LatencyResult] = []
+    latency_plan = _latency_plan(args)
     meta: dict[str, object] = {"run_id": run_id, "order_key": "order id",
                                "partitions": 8, "stores": STORES}
     try:
@@ -106,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
                 results.append(_one(args, console, scratch, run_id, pythons, transport,
                                     system, pipeline, bootstrap="", sensors=sensors))
         kafka_runs = [r for r in plan if r[0] == "kafka"]
-        if kafka_runs:
+        if kafka_runs or latency_plan:
             with contextlib.ExitStack() as stack:
                 bootstrap = stack.enter_context(kafka.kafka_broker())
                 meta["bootstrap"] = bootstrap
@@ -121,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
                                             transport, system, pipeline,
                                             bootstrap=bootstrap, registry=registry,
                                             sensors=sensors))
+                if latency_plan:
+                    latencies = latency.run(bootstrap, latency_plan, console)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
         if results:
@@ -129,7 +139,26 @@ def main(argv: list[str] | None = None) -> int:
             _print_avro_cost(results, console)
             write_results(args.results, results, meta)
             console.print(f"results written to {args.results}")
-    return 0 if all(r.status == "ok" for r in results) else 1
+        if latencies:
+            latency.report(latencies, console)
+            latency.write(args.latency_results, latencies, latency_plan)
+            console.print(f"latency results written to {args.latency_results}")
+    return 0 if all(r.status == "ok" for r in results) and all(
+        r.status in ("ok", "behind") for r in latencies) else 1
+
+
+def _latency_plan(args: argparse.Namespace) -> argparse.Namespace | None:
+    """The latency runs (``bench.latency``) of this bench, None if there are none:
+    on Kafka, the plain and table pipelines of fluvial and quixstreams asked for
+    (faust-streaming only with ``--latency-faust``: it does not keep up at 10,000 events/s)."""
+    systems = [s for s in latency.SYSTEMS if s in args.systems
+               and (s != "faust" or args.latency_faust)]
+    pipelines = [p for p in latency.PIPELINES if p in args.pipelines]
+    if not args.latency or "kafka" not in args.transports or not systems or not pipelines:
+        return None
+    plan = argparse.Namespace(**vars(args))
+    plan.systems, plan.pipelines = systems, pipelines
+    return plan
 
 
 def _one(
@@ -154,7 +183,7 @@ def _one(
     if transport == "kafka":
         kafka.create_topic(bootstrap, topic)
         encode = kafka.avro_encoder(registry, topic) if pipeline in AVRO_PIPELINES else None
-        produce_s = kafka.produce_orders(bootstrap, topic, events, encode)
+        produce_s = kafka.produce_orders(bootstrap, topic, events, encode, args.accounts)
         console.print(f"[dim]{name}: produced {events:,} orders in {produce_s:.1f} s[/]")
     state_dir = scratch / name
     state_dir.mkdir()
@@ -167,6 +196,7 @@ def _one(
         "BENCH_BOOTSTRAP": bootstrap,
         "BENCH_STATE_DIR": str(state_dir),
         "BENCH_SENSORS": sensors,
+        "BENCH_ACCOUNTS": str(args.accounts),
     })
     if pipeline in AVRO_PIPELINES:
         env["FLUVIAL_SCHEMA_REGISTRY_URL"] = registry
@@ -266,12 +296,22 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                    help="N for every run (default: per system and pipeline, see DEFAULT_EVENTS)")
     p.add_argument("--scale", type=float, default=1.0,
                    help="multiply the default N of every run (e.g. 0.1 for a smoke run)")
+    p.add_argument("--accounts", type=int, default=ACCOUNTS,
+                   help=f"distinct account ids (table keys) in the orders (default {ACCOUNTS})")
     p.add_argument("--timeout", type=float, default=300.0,
                    help="seconds each run may take, startup included (default 300)")
     p.add_argument("--results", type=Path, default=WORK / "results.json")
     p.add_argument("--sensors", type=_csv(SENSORS), default=["monitor"],
                    help="fluvial on memory://, comma-separated: none,monitor,prometheus "
                         "(default: monitor, a worker as it comes)")
+    p.add_argument("--no-latency", dest="latency", action="store_false",
+                   help="skip the latency runs (bench.latency) that follow the throughput "
+                        "runs on Kafka")
+    p.add_argument("--latency-faust", action="store_true",
+                   help="also measure faust-streaming's latency (it does not keep up at "
+                        "10,000 events/s)")
+    p.add_argument("--latency-results", type=Path, default=WORK / "latency.json")
+    latency.add_arguments(p, prefix="latency-")
     p.add_argument("--profile", action="store_true",
                    help="run fluvial's workers under py-spy (GIL holders only); collapsed "
                         "stacks in .bench/profiles (py-spy from the venv, else PATH)")

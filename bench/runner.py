@@ -64,17 +64,17 @@ def run_pipeline(
         deadline = started + timeout_s
         while not result_path.exists():
             if proc.poll() is not None:
-                base.error_tail = _tail(log_path, f"exited with code {proc.returncode} "
+                base.error_tail = log_tail(log_path, f"exited with code {proc.returncode} "
                                         "before reporting a result")
                 return base
             if time.time() > deadline:
-                _stop(proc)
+                stop_group(proc)
                 base.status = "timeout"
-                base.error_tail = _tail(log_path, f"no result after {timeout_s:.0f} s")
+                base.error_tail = log_tail(log_path, f"no result after {timeout_s:.0f} s")
                 return base
             time.sleep(POLL_S)
         report = json.loads(result_path.read_text())
-        shutdown_s = _wait_exit(proc, report["written_ts"])
+        shutdown_s = wait_exit(proc, report["written_ts"])
 
     first, last = report["first_ts"], report["last_ts"]
     processing = last - first
@@ -98,17 +98,17 @@ def run_pipeline(
     )
 
 
-def _wait_exit(proc: subprocess.Popen[bytes], written_ts: float) -> float | None:
+def wait_exit(proc: subprocess.Popen[bytes], written_ts: float) -> float | None:
     """Let the worker shut down by itself; return how long that took, or None if we killed it."""
     try:
         proc.wait(timeout=SHUTDOWN_GRACE_S)
     except subprocess.TimeoutExpired:
-        _stop(proc)
+        stop_group(proc)
         return None
     return time.time() - written_ts
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
+def stop_group(proc: subprocess.Popen[bytes]) -> None:
     """SIGTERM the process group we started, then SIGKILL it if it lingers."""
     for sig, wait_s in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 10.0)):
         if proc.poll() is not None:
@@ -123,6 +123,6 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             continue
 
 
-def _tail(log_path: Path, why: str) -> str:
+def log_tail(log_path: Path, why: str) -> str:
     lines = log_path.read_text(errors="replace").splitlines()[-TAIL_LINES:]
     return why + (":\n" + "\n".join(lines) if lines else " (no output)")

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import multiprocessing
 import os
 import random
@@ -50,53 +49,15 @@ from rich.console import Console
 from rich.table import Table
 
 from bench import kafka
+from bench.paced import ACCOUNTS, TICKS, percentiles, produce_paced
 from bench.web_app import PARTITIONS
 
 REPO = Path(__file__).resolve().parent.parent
 WORK = REPO / ".bench"
-ACCOUNTS = 1000
 WARMUP_S = 3.0
-#: Producer ticks per second (the rate is sent in this many bursts).
-TICKS = 100
 PHASES = ("idle", "web", "two")
 #: What the producer tags events with, by index (shared with its process as a number).
 LABELS = ("warmup", "idle", "web", "join", "two", "done")
-
-
-# -- the paced producer (own process) ----------------------------------------------------
-
-
-def produce_paced(bootstrap: str, topic: str, rate: int, label: Synchronized[int],
-                  sent: Synchronized[int]) -> None:
-    """Send ``rate`` events/s until the label says ``done``; each carries its send time."""
-    from confluent_kafka import Producer
-
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 1,
-                         "enable.idempotence": False, "log_level": 4})
-    rng = random.Random(11)
-    per_tick = max(1, rate // TICKS)
-    interval = per_tick / rate
-    encode = json.JSONEncoder(separators=(",", ":")).encode
-    next_at = time.perf_counter()
-    count = 0
-    while (phase := LABELS[label.value]) != "done":
-        for _ in range(per_tick):
-            account = f"a{rng.randrange(ACCOUNTS)}"
-            value = encode({"account_id": account, "ts": time.time(), "phase": phase})
-            while True:
-                try:
-                    producer.produce(topic, value.encode(), account.encode())
-                    break
-                except BufferError:
-                    producer.poll(0.01)
-        count += per_tick
-        sent.value = count
-        producer.poll(0)
-        next_at += interval
-        delay = next_at - time.perf_counter()
-        if delay > 0:
-            time.sleep(delay)
-    producer.flush(30)
 
 
 # -- workers -----------------------------------------------------------------------------
@@ -278,18 +239,6 @@ async def owners(client: httpx.AsyncClient, url: str, keys: Iterable[str]) -> di
 # -- the run -----------------------------------------------------------------------------
 
 
-def percentiles(values: list[float]) -> dict[str, float]:
-    """p50, p99 and max in milliseconds (nearest rank)."""
-    if not values:
-        return {}
-    ordered = sorted(values)
-
-    def rank(p: float) -> float:
-        return ordered[max(0, math.ceil(p * len(ordered)) - 1)] * 1000
-
-    return {"n": len(ordered), "p50": rank(0.50), "p99": rank(0.99), "max": ordered[-1] * 1000}
-
-
 async def run(bootstrap: str, args: argparse.Namespace, scratch: Path,
               console: Console) -> dict[str, Any]:
     suffix = uuid.uuid4().hex[:8]
@@ -305,7 +254,8 @@ async def run(bootstrap: str, args: argparse.Namespace, scratch: Path,
         async with httpx.AsyncClient(timeout=30) as client:
             await wait_settled(client, workers)
             producer = multiprocessing.Process(
-                target=produce_paced, args=(bootstrap, topic, args.rate, label, sent),
+                target=produce_paced,
+                args=(bootstrap, topic, args.rate, label, sent, LABELS),
                 daemon=True)
             producer.start()
             first = workers[0].url

@@ -28,7 +28,7 @@ import signal
 import time
 from typing import Any
 
-from _common import AVRO_ORDER_NAME, PARTITIONS, Settings, orders, write_result
+from _common import ACCOUNTS, AVRO_ORDER_NAME, PARTITIONS, Settings, orders, write_result
 
 import fluvial as faust
 
@@ -88,7 +88,7 @@ else:
 
     @app.task
     async def produce_orders() -> None:
-        for key, fields in orders(N):
+        for key, fields in orders(N, accounts=int(os.environ.get("BENCH_ACCOUNTS", ACCOUNTS))):
             await orders_topic.send(key=key, value=Order(**fields))
         produced.set()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -154,6 +155,33 @@ async def test_monitor_counts_messages_events_and_commits(
     assert report["messages_received_total"] == 250
     assert report["events_by_agent"] == {"summer": 250}
     assert sum(report["topic_read"][name].values()) == 250
+
+
+async def test_monitor_events_active_counts_what_agents_hold_when_read(
+    unique: Callable[[str], str]
+) -> None:
+    app = make_app(unique("active"), f"memory://{unique('b')}")
+    topic = app.topic(unique("numbers"), value_type=int, partitions=1)
+    holding = asyncio.Event()
+    release = asyncio.Event()
+    seen: list[int] = []
+
+    @app.agent(topic)
+    async def holder(stream: faust.Stream[int]) -> None:
+        async for n in stream:
+            holding.set()
+            await release.wait()
+            seen.append(n)
+
+    async with app.running():
+        await topic.send(key=b"k", value=1)
+        await asyncio.wait_for(holding.wait(), 30)
+        # No sample() in between: the figure is taken when read.
+        assert app.monitor.events_active == 1
+        assert app.monitor.asdict()["events_active"] == 1
+        release.set()
+        await eventually(lambda: seen == [1], message="the event finished")
+        await eventually(lambda: app.monitor.events_active == 0, message="none held")
 
 
 async def test_without_sensors_no_hook_runs_and_a_sensor_added_later_hears_events(

@@ -4,7 +4,9 @@
 only enqueues). One daemon thread calls ``poll()``; the delivery reports it
 serves are collected and handed to the loop in one ``call_soon_threadsafe``
 per poll round, where futures are resolved and failures recorded for the next
-``flush()``.
+``flush()``. With nothing in flight the thread waits on an event a send or a
+flush sets, not in ``poll()`` (which nothing can interrupt): a flush then
+answers at once instead of at the end of the thread's current ``poll()``.
 """
 
 from __future__ import annotations
@@ -84,6 +86,9 @@ class KafkaProducer:
         self._flush_waiters: list[asyncio.Future[None]] = []
         self._waiters_lock = threading.Lock()
         self._round_done = threading.Event()
+        #: Set by a send or a flush to wake the poll thread waiting with nothing in flight.
+        self._wake = threading.Event()
+        self._idle = False
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._stopped = False
@@ -112,6 +117,7 @@ class KafkaProducer:
         finally:
             self._stopped = True
             self._stopping.set()
+            self._wake.set()
             thread = self._thread
             await asyncio.get_running_loop().run_in_executor(None, thread.join)
 
@@ -137,6 +143,8 @@ class KafkaProducer:
             self._reports.append((fut, err, msg))
 
         self._produce(topic, key, value, partition, timestamp, headers, delivered)
+        if self._idle:
+            self._wake.set()
         return fut
 
     def send_soon(
@@ -165,6 +173,8 @@ class KafkaProducer:
             self._produce(topic, key, value, partition, timestamp, headers, None)
         except KafkaException as exc:
             raise ProducerError(f"Cannot send to {topic!r}: {exc}") from exc
+        if self._idle:
+            self._wake.set()
 
     def _produce(
         self,
@@ -210,6 +220,7 @@ class KafkaProducer:
             fut: asyncio.Future[None] = loop.create_future()
             with self._waiters_lock:
                 self._flush_waiters.append(fut)
+            self._wake.set()
             await fut
         if self._fatal is not None:
             raise self._fatal
@@ -237,9 +248,22 @@ class KafkaProducer:
         producer = self._producer
         loop = self._loop
         assert loop is not None
+        wake = self._wake
         while not self._stopping.is_set():
+            timeout = _POLL_INTERVAL_S
+            if len(producer) == 0:
+                # Nothing in flight, so no report to wait for: a flush waiting now
+                # would otherwise wait out a whole poll(). Errors and logs are still
+                # served every interval. The flag first, then the check: a send in
+                # between either is seen here or sees the flag and wakes us.
+                self._idle = True
+                if len(producer) == 0 and not self._flush_waiters:
+                    wake.wait(_POLL_INTERVAL_S)
+                self._idle = False
+                wake.clear()
+                timeout = 0
             try:
-                producer.poll(_POLL_INTERVAL_S)
+                producer.poll(timeout)
             except KafkaException as exc:
                 # A fatal error (e.g. a fenced transactional producer) is raised by
                 # poll(), every round: error_cb recorded it and flush() reports it;
