@@ -54,9 +54,7 @@ class Event:
 
     def ack(self) -> bool:
         """Mark this event processed by one stream; True when it was the last one."""
-        message = self.message
-        message.refcount -= 1
-        return message.refcount <= 0
+        return self.message.release()
 
     async def send(
         self,

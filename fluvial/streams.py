@@ -244,7 +244,7 @@ class Stream(Generic[T]):
             if pending is not None:
                 self._pending = None
                 if not noack:
-                    pending.message.refcount -= 1
+                    pending.message.release()
             if items:
                 event = items.popleft()
                 if buffer.draining and len(items) <= low_water:
@@ -281,7 +281,7 @@ class Stream(Generic[T]):
             if pending is not None:
                 self._pending = None
                 if not noack:
-                    pending.message.refcount -= 1
+                    pending.message.release()
             if items:
                 event = items.popleft()
                 if buffer.draining and len(items) <= low_water:
@@ -325,7 +325,7 @@ class Stream(Generic[T]):
                 if pending is not None:
                     self._pending = None
                     if not noack:
-                        pending.message.refcount -= 1
+                        pending.message.release()
                     if per_event:
                         sensors.on_stream_event_out(self, pending, states)
                 if items and count < run_max:

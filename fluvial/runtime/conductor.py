@@ -53,9 +53,6 @@ PAUSE_AFTER_S = 0.5
 #: they hold, so that no transaction holds half of an event's effects.
 QUIESCE_TIMEOUT_S = 5.0
 
-#: The reference count of a message that must never be committed (the worker stops on it).
-NEVER_ACKED = 1 << 30
-
 
 class Subscription:
     """One :class:`Topic` object reading a topic, with its decoders and buffers."""
@@ -100,7 +97,10 @@ class Conductor:
         #: Partition numbers whose tables are being restored: paused until they are.
         self._recovering: set[int] = set()
         self._since_checkpoint = 0
+        #: Exactly-once: the fetch loop is to checkpoint (it holds still meanwhile).
         self._checkpoint_due = False
+        #: At-least-once: wakes the checkpoint task before its interval is up.
+        self._checkpoint_wanted = asyncio.Event()
         self._checkpoint_lock = asyncio.Lock()
         self._resubscribe_needed = False
         self._running = False
@@ -222,10 +222,16 @@ class Conductor:
                 if messages:
                     self.dispatch(messages)
                     self._since_checkpoint += len(messages)
-                if self._checkpoint_due or self._since_checkpoint >= commit_every:
-                    # In the fetch loop, not beside it: while the producer is
-                    # flushed no new events come in, so the flush is bounded by
-                    # what the buffers hold.
+                    if self._since_checkpoint >= commit_every:
+                        if self.transactions is None:
+                            self._checkpoint_wanted.set()
+                        else:
+                            self._checkpoint_due = True
+                if self._checkpoint_due:
+                    # Exactly-once: in the fetch loop, not beside it, since a
+                    # transaction holds whole events: nothing new comes in while
+                    # the actors finish theirs and the transaction commits.
+                    # At-least-once checkpoints run beside it (run_checkpoints).
                     self._checkpoint_due = False
                     try:
                         await self.checkpoint()
@@ -277,15 +283,37 @@ class Conductor:
         consumer.subscribe(names, on_assign=on_assign, on_revoke=on_revoke, on_lost=on_lost)
 
     async def run_checkpoints(self) -> None:
-        """Checkpoint every ``broker_commit_interval`` seconds until cancelled."""
+        """Checkpoint every ``broker_commit_interval`` seconds (at least once: also
+        after ``broker_commit_every`` events) until cancelled.
+
+        At least once the checkpoint runs here, beside the fetch loop: events
+        are fetched and processed while the changelogs are delivered and the
+        offsets committed. Exactly-once it is the fetch loop's to run (it
+        holds still for the transaction's commit); this task only says when.
+        """
         clock = self.app.clock
         interval = self.app.conf.commit_interval_s
+        wanted = self._checkpoint_wanted
         while True:
-            await clock.sleep(interval)
-            if self._running:
+            sleeping = asyncio.ensure_future(clock.sleep(interval))
+            waking = asyncio.ensure_future(wanted.wait())
+            try:
+                await asyncio.wait({sleeping, waking}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                sleeping.cancel()
+                waking.cancel()
+            wanted.clear()
+            if self.transactions is not None and self._running:
                 self._checkpoint_due = True
-            else:
+                continue
+            try:
                 await self.checkpoint()
+            except (ProducerFenced, ConsumerFailed) as exc:
+                # The fetch loop re-joins (a checkpoint between runs raises).
+                if not self._running:
+                    raise
+                if self._fenced is None:
+                    self._fenced = exc
 
     # -- dispatch --------------------------------------------------------------
 
@@ -310,7 +338,7 @@ class Conductor:
                 continue  # not ours any more (resubscribed); not tracked, never committed
             receivers = sum(len(sub.buffers) for sub in subs)
             for message in batch:
-                message.refcount = receivers
+                message.hold(receivers)
             tracker.track(topic, batch)
             if sensed:
                 sensors.on_messages_in(topic, batch)
@@ -359,7 +387,7 @@ class Conductor:
             except DecoderUnavailable as exc:
                 logger.error("Cannot decode message %s: %s. Stopping without committing it.",
                              position(m), exc)
-                m.refcount = NEVER_ACKED
+                m.never_commit()
                 self._stopped_on = m
                 self.fail(exc)
                 break
@@ -378,7 +406,7 @@ class Conductor:
         if policy == "dead_letter":
             failed = dead_letter(self.app, message, error)
             if failed is None:
-                message.refcount -= len(sub.buffers)
+                message.release(len(sub.buffers))
                 logger.error("Cannot decode message %s: %s. Sent to dead-letter topic %r.",
                              where, shown, self.app.conf.dead_letter_topic_name)
                 return True
@@ -392,14 +420,14 @@ class Conductor:
                          where, shown)
             self._stop_on(message, f"Undecodable message at {where}: {shown}")
             return False
-        message.refcount -= len(sub.buffers)
+        message.release(len(sub.buffers))
         logger.error("Cannot decode message %s: %s. Skipped (decode_error_policy=skip).",
                      where, shown)
         return True
 
     def _stop_on(self, message: Message, reason: str) -> None:
         # Never acknowledged: its offset is not committed, a restart sees it again.
-        message.refcount = NEVER_ACKED
+        message.never_commit()
         if self.error is None:
             self._stopped_on = message
         self.fail(WorkerStopped(reason))
@@ -495,31 +523,57 @@ class Conductor:
             if self.transactions is not None:
                 await self._commit_transaction(final=final)
                 return
-            offsets = self._committable()
-            await self._check_membership()
-            self.app.tables.flush_changelogs()
-            await self._topics_declared()
+            await self._checkpoint_at_least_once()
+
+    async def _checkpoint_at_least_once(self) -> None:
+        """Snapshot, deliver, commit — while events go on being fetched and processed.
+
+        1. The processed offsets are taken (events acknowledged so far). Every
+           effect of those events was made before their acknowledgement: their
+           table writes are dirty keys, their sends are in the producer.
+        2. The group is asked whether this worker is still a member (a zombie's
+           table values must not reach the changelogs).
+        3. The dirty keys go to the changelogs, and the producer is marked: the
+           sequence number of the last message it was given.
+        4. The checkpoint waits until everything up to that mark is delivered
+           (not for an empty producer: what was sent since is not its concern),
+           persists the stores, and commits the offsets of step 1.
+
+        Committed offsets therefore never run ahead of delivered messages.
+        """
+        membership = self._membership
+        offsets = self._committable()
+        await self._check_membership()
+        if membership != self._membership or self._fenced is not None:
+            return  # re-joined or lost meanwhile: nothing of this is committed
+        self.app.tables.flush_changelogs()
+        await self._topics_declared()
+        producer = self.app.producer
+        sequence = producer.mark()
+        try:
+            flushing = self.app.clock.monotonic()
+            await wait_within(producer.wait_delivered(sequence), FLUSH_TIMEOUT_S)
+            self.app.sensors.on_producer_flushed(self.app.clock.monotonic() - flushing)
+        except TimeoutError:
+            raise ProducerError(
+                f"The producer could not deliver within {FLUSH_TIMEOUT_S:.0f} s: is the "
+                "broker reachable, and do the topics the app writes exist?"
+            ) from None
+        if membership != self._membership or self._fenced is not None:
+            return  # re-joined or lost meanwhile: nothing of this is committed
+        self.app.tables.persist()
+        if offsets and self.consumer is not None:
             try:
-                flushing = self.app.clock.monotonic()
-                await wait_within(self.app.producer.flush(), FLUSH_TIMEOUT_S)
-                self.app.sensors.on_producer_flushed(self.app.clock.monotonic() - flushing)
-            except TimeoutError:
-                raise ProducerError(
-                    f"The producer could not deliver within {FLUSH_TIMEOUT_S:.0f} s: is the "
-                    "broker reachable, and do the topics the app writes exist?"
-                ) from None
-            self.app.tables.persist()
-            if offsets and self.consumer is not None:
-                try:
-                    await self.consumer.commit(offsets)
-                except GroupMembershipLost as exc:
-                    # A zombie (stopped past its session timeout) or a rebalance:
-                    # not fatal, the group hands the partitions out again.
-                    logger.warning("Offsets not committed, the group moved on: %s. The "
-                                   "partitions' owners will process these events again.", exc)
-                    return
+                await self.consumer.commit(offsets)
+            except GroupMembershipLost as exc:
+                # A zombie (stopped past its session timeout) or a rebalance:
+                # not fatal, the group hands the partitions out again.
+                logger.warning("Offsets not committed, the group moved on: %s. The "
+                               "partitions' owners will process these events again.", exc)
+                return
+            if membership == self._membership:
                 self.tracker.committed.update(offsets)
-            self.app.tables.report_committed()
+        self.app.tables.report_committed()
 
     def _committable(self) -> dict[TP, int]:
         """The processed offsets to commit, of assigned partitions only.
@@ -535,6 +589,7 @@ class Conductor:
             logger.warning("Not committing %s[%d] up to offset %d: the partition is not "
                            "assigned to this worker (a message delivered after its revoke)",
                            tp.topic, tp.partition, offsets.pop(tp))
+            self.tracker.processed.pop(tp, None)
         return offsets
 
     async def _check_membership(self) -> None:
