@@ -68,7 +68,7 @@ class Event:
         force: bool = False,
     ) -> asyncio.Future[RecordMetadata]:
         """Send a new message to ``channel``; key and value default to this event's."""
-        target = self.app._resolve_channel(channel)
+        target = self.app.resolve_channel(channel)
         return await target.send(
             key=self.key if key is None else key,
             value=self.value if value is None else value,

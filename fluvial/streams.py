@@ -537,7 +537,7 @@ class Stream(Generic[T]):
 
     def through(self, channel: str | Channel[Any]) -> Stream[Any]:
         """Forward every event to ``channel`` and read the result from there."""
-        target = self.app._resolve_channel(channel)
+        target = self.app.resolve_channel(channel)
         source = self
 
         async def forward() -> None:
@@ -550,7 +550,7 @@ class Stream(Generic[T]):
 
     def echo(self, *channels: str | Channel[Any]) -> Stream[T]:
         """Also send every value to ``channels``; the stream itself is unchanged."""
-        targets = [self.app._resolve_channel(c) for c in channels]
+        targets = [self.app.resolve_channel(c) for c in channels]
 
         def send(value: T) -> T:
             event = _current_event.get()

@@ -71,9 +71,11 @@ class HeldProducer:
             self.waiting -= 1
         await self.inner.flush()
 
-    def release(self) -> None:
-        """Deliver the held messages (in the order they were sent)."""
-        held, self.held = self.held, []
+    def release(self, pick: Callable[[Any], bool] | None = None) -> None:
+        """Deliver the held messages (in the order they were sent); with ``pick``,
+        those whose value it picks."""
+        held = [h for h in self.held if pick is None or pick(h[3])]
+        self.held = [h for h in self.held if h not in held]
         for _, topic, key, value, options, fut in held:
             delivered = self.inner.send(topic, key, value, **options)
             if fut is not None and not fut.done():
