@@ -33,7 +33,7 @@ from .streams import Stream
 from .tables import GlobalTable, SetGlobalTable, SetTable, Table, TableManager
 from .transport import by_url
 from .transport.tuning import client_settings, consumer_settings, producer_settings
-from .types import ConsumerT, ProducerT, RecordMetadata, TransportT
+from .types import TP, ConsumerT, ProducerT, RecordMetadata, TransportT
 
 if TYPE_CHECKING:
     from .sensors.snapshot import RecentErrors
@@ -82,7 +82,6 @@ class App:
         self.scheduler = Scheduler(self)
         self.commands: dict[str, Any] = {}
         self.services: list[Any] = []
-        self.conductor = Conductor(self)
         #: The app's consumer group as last seen, and where keys live (``app.router``).
         self.membership = Membership(self)
         self.router = Router(self)
@@ -106,6 +105,8 @@ class App:
         self.recent_errors: RecentErrors | None = None
         self._monitor = monitor
         self._signals()
+        #: The worker's runtime: fetching, dispatch, checkpoints, rebalances.
+        self.conductor = Conductor(self)
 
     def _signals(self) -> None:
         """Faust's signals, each sent with this app as the sender."""
@@ -500,6 +501,10 @@ class App:
         package = self._defined_in.split(".")[0]
         return None if package in ("__main__", "") else package
 
+    def assigned_partitions(self) -> set[TP]:
+        """The topic partitions the group assigned to this worker now."""
+        return self.conductor.assignment()
+
     def is_leader(self) -> bool:
         """Whether this worker is its group's leader and runs the ``on_leader`` timers.
 
@@ -512,7 +517,9 @@ class App:
 
     # -- sending -----------------------------------------------------------------
 
-    def _resolve_channel(self, channel: str | Channel[Any] | Agent) -> Channel[Any]:
+    def resolve_channel(self, channel: str | Channel[Any] | Agent) -> Channel[Any]:
+        """The channel to send to for ``channel``: an agent's, a channel, or the topic
+        of that name (one :class:`Topic` per name)."""
         if isinstance(channel, Agent):
             return channel.channel
         if isinstance(channel, Channel):
@@ -532,7 +539,7 @@ class App:
                    value_serializer: Any = None, **kwargs: Any
                    ) -> asyncio.Future[RecordMetadata]:
         """Send a message to a topic, channel or agent."""
-        target = self._resolve_channel(channel)
+        target = self.resolve_channel(channel)
         return await target.send(key=key, value=value, partition=partition,
                                  timestamp=timestamp, headers=headers, schema=schema,
                                  key_serializer=key_serializer,
@@ -630,9 +637,10 @@ class App:
         if not task.cancelled() and task.exception() is not None:
             exc = task.exception()
             logger.error("Task %s crashed", task.get_name(), exc_info=exc)
-            self._on_fatal(exc)  # type: ignore[arg-type]
+            self.on_fatal(exc)  # type: ignore[arg-type]
 
-    def _on_fatal(self, error: BaseException) -> None:
+    def on_fatal(self, error: BaseException) -> None:
+        """Stop the worker with ``error`` (the first error is the one reported)."""
         if self.fatal_error is None:
             self.fatal_error = error
         if self._stopped is not None:

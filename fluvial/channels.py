@@ -120,7 +120,7 @@ class Channel(Generic[T]):
         ts = self.app.clock.time() if timestamp is None else timestamp
         message = Message(self.label, partition or 0, offset, None, None, ts, _headers(headers))
         event = Event(self.app, key, value, message.headers, message)
-        message.refcount = len(self._buffers)
+        message.hold(len(self._buffers))
         for buffer in self._buffers:
             buffer.put(event)
         fut: asyncio.Future[RecordMetadata] = asyncio.get_running_loop().create_future()
@@ -129,7 +129,7 @@ class Channel(Generic[T]):
 
     async def put(self, event: Event) -> None:
         """Deliver an already-built event (used by the test utilities)."""
-        event.message.refcount += len(self._buffers)
+        event.message.hold(len(self._buffers))
         for buffer in self._buffers:
             buffer.put(event)
 

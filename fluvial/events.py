@@ -54,9 +54,7 @@ class Event:
 
     def ack(self) -> bool:
         """Mark this event processed by one stream; True when it was the last one."""
-        message = self.message
-        message.refcount -= 1
-        return message.refcount <= 0
+        return self.message.release()
 
     async def send(
         self,
@@ -70,7 +68,7 @@ class Event:
         force: bool = False,
     ) -> asyncio.Future[RecordMetadata]:
         """Send a new message to ``channel``; key and value default to this event's."""
-        target = self.app._resolve_channel(channel)
+        target = self.app.resolve_channel(channel)
         return await target.send(
             key=self.key if key is None else key,
             value=self.value if value is None else value,

@@ -67,7 +67,7 @@ class Router:
     def key_store(self, table_name: str, key: Any) -> str:
         """The URL of the worker that owns ``key``'s partition of table ``table_name``."""
         partition = self.table_partition(self.app.tables[table_name], key)
-        if partition in {tp.partition for tp in self.app.conductor.assignment()}:
+        if partition in {tp.partition for tp in self.app.assigned_partitions()}:
             return self.app.conf.canonical_url
         owner = self.view.partition_owners().get(partition)
         return self._url_of(owner, f"partition {partition} of table {table_name!r}")
@@ -84,7 +84,7 @@ class Router:
         count = (self.view.partition_count(name) or topic.partitions
                  or conf.topic_partitions)
         tp = TP(name, partition_for_key(encoded, count))
-        if tp in self.app.conductor.assignment():
+        if tp in self.app.assigned_partitions():
             return conf.canonical_url
         owner = self.view.owner(tp)
         return self._url_of(owner.key if owner is not None else None,

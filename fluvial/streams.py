@@ -247,7 +247,7 @@ class Stream(Generic[T]):
             if pending is not None:
                 self._pending = None
                 if not noack:
-                    pending.message.refcount -= 1
+                    pending.message.release()
             if items:
                 event = items.popleft()
                 if buffer.draining and len(items) <= low_water:
@@ -284,7 +284,7 @@ class Stream(Generic[T]):
             if pending is not None:
                 self._pending = None
                 if not noack:
-                    pending.message.refcount -= 1
+                    pending.message.release()
             if items:
                 event = items.popleft()
                 if buffer.draining and len(items) <= low_water:
@@ -328,7 +328,7 @@ class Stream(Generic[T]):
                 if pending is not None:
                     self._pending = None
                     if not noack:
-                        pending.message.refcount -= 1
+                        pending.message.release()
                     if per_event:
                         sensors.on_stream_event_out(self, pending, states)
                 if items and count < run_max:
@@ -551,7 +551,7 @@ class Stream(Generic[T]):
 
     def through(self, channel: str | Channel[Any]) -> Stream[Any]:
         """Forward every event to ``channel`` and read the result from there."""
-        target = self.app._resolve_channel(channel)
+        target = self.app.resolve_channel(channel)
         source = self
 
         async def forward() -> None:
@@ -564,7 +564,7 @@ class Stream(Generic[T]):
 
     def echo(self, *channels: str | Channel[Any]) -> Stream[T]:
         """Also send every value to ``channels``; the stream itself is unchanged."""
-        targets = [self.app._resolve_channel(c) for c in channels]
+        targets = [self.app.resolve_channel(c) for c in channels]
 
         def send(value: T) -> T:
             event = _current_event.get()

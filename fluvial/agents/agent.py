@@ -243,7 +243,7 @@ class Agent:
         if self.app.started:
             self.app.conductor.fail(error, abort=abort)
         else:
-            self.app._on_fatal(error)
+            self.app.on_fatal(error)
 
     async def _execute(self, stream: Stream[Any]) -> None:
         result = self.fun(stream)

@@ -130,7 +130,7 @@ class ErrorPolicy:
     def _failed_attempt(self, message: Message) -> int:
         # Forget events retried until they went through (acknowledged since). By
         # position: exactly-once, a retry reads the event again (a new message).
-        for key in [k for k, (m, _) in self._attempts.items() if m.refcount <= 0]:
+        for key in [k for k, (m, _) in self._attempts.items() if m.acked]:
             del self._attempts[key]
         key = _position(message)
         _, attempts = self._attempts.get(key, (message, 0))

@@ -100,7 +100,7 @@ class AgentTestWrapper:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout
         message = event.message
-        while message.refcount > 0:
+        while not message.acked:
             if any(task.done() for task in self._actors):
                 for task in self._actors:
                     if task.done() and not task.cancelled() and task.exception():

@@ -162,7 +162,7 @@ async def stop_app(app: App) -> None:
                        "took over): %s", exc)
     except FluvialError as exc:
         logger.error("Final checkpoint failed: %s", exc)
-        app._on_fatal(exc)
+        app.on_fatal(exc)
     for service in reversed(app.running_services):
         stop = getattr(service, "stop", None)
         if stop is not None:
@@ -203,7 +203,7 @@ async def _bounded(step: Any, what: str, app: App) -> None:
         error = FluvialError(f"Stopping the worker: {what} did not finish within "
                              f"{STOP_STEP_TIMEOUT_S:.0f} s")
         logger.error("%s", error)
-        app._on_fatal(error)
+        app.on_fatal(error)
 
 
 async def _check_copartitioned(app: App) -> None:

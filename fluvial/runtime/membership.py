@@ -155,7 +155,7 @@ class Membership:
     def consistent(self, view: GroupView) -> bool:
         """Whether ``view`` shows this worker with the partitions it really holds."""
         conf = self.app.conf
-        assignment = self.app.conductor.assignment()
+        assignment = self.app.assigned_partitions()
         me = view.me(conf.canonical_url, assignment)
         if me is None:
             clash = sum(w.url == conf.canonical_url for w in view.workers) > 1

@@ -13,16 +13,19 @@ class OffsetTracker:
     """Messages in fetch order per partition; commit up to the first unprocessed one.
 
     A message is processed when every stream that received it has acknowledged
-    it (``refcount`` reached zero). Memory is bounded by what is buffered,
+    it (:attr:`~fluvial.types.Message.acked`). Memory is bounded by what is buffered,
     which back-pressure bounds.
     """
 
-    __slots__ = ("_parts", "committed")
+    __slots__ = ("_parts", "committed", "processed")
 
     def __init__(self) -> None:
         self._parts: dict[str, defaultdict[int, deque[Message]]] = {}
         #: Offsets already committed (next offset to read), to skip no-op commits.
         self.committed: dict[TP, int] = {}
+        #: The next offset after the processed prefix of each partition: what a
+        #: checkpoint that did not get to commit (cancelled, failed) still owes.
+        self.processed: dict[TP, int] = {}
 
     def track(self, topic: str, messages: list[Message]) -> None:
         parts = self._parts.get(topic)
@@ -32,19 +35,20 @@ class OffsetTracker:
             parts[message.partition].append(message)
 
     def committable(self) -> dict[TP, int]:
-        """Pop the processed prefix of every partition; return the offsets to commit."""
-        offsets: dict[TP, int] = {}
+        """Pop the processed prefix of every partition; return the offsets to commit
+        (processed and not committed yet, including an earlier call's whose commit
+        did not happen)."""
+        processed = self.processed
         for topic, parts in self._parts.items():
             for partition, queue in parts.items():
                 last = None
-                while queue and queue[0].refcount <= 0:
+                while queue and queue[0].acked:
                     last = queue.popleft()
                 if last is not None:
-                    tp = TP(topic, partition)
-                    offset = last.offset + 1
-                    if self.committed.get(tp, -1) < offset:
-                        offsets[tp] = offset
-        return offsets
+                    processed[TP(topic, partition)] = last.offset + 1
+        committed = self.committed
+        return {tp: offset for tp, offset in processed.items()
+                if committed.get(tp, -1) < offset}
 
     def oldest_unprocessed(self) -> dict[TP, Message]:
         """Per partition, the first message some stream has not acknowledged yet."""
@@ -52,7 +56,7 @@ class OffsetTracker:
         for topic, parts in self._parts.items():
             for partition, queue in parts.items():
                 for message in queue:
-                    if message.refcount > 0:
+                    if not message.acked:
                         heads[TP(topic, partition)] = message
                         break
         return heads
@@ -68,8 +72,8 @@ class OffsetTracker:
 
     def unacked_refs(self) -> int:
         """Outstanding stream references of the messages tracked (acked ones count 0)."""
-        return sum(m.refcount for parts in self._parts.values() for q in parts.values()
-                   for m in q if m.refcount > 0)
+        return sum(m.holders for parts in self._parts.values() for q in parts.values()
+                   for m in q)
 
     def pending(self) -> int:
         """Messages fetched and not yet committable."""
@@ -83,7 +87,7 @@ class OffsetTracker:
             parts = self._parts.get(tp.topic)
             queue = parts.get(tp.partition) if parts is not None else None
             if queue:
-                count += sum(1 for m in queue if m.refcount > dropped.get(id(m), 0))
+                count += sum(1 for m in queue if m.holders > dropped.get(id(m), 0))
         return count
 
     def forget(self, tps: set[TP]) -> None:
@@ -93,3 +97,4 @@ class OffsetTracker:
             if parts is not None:
                 parts.pop(tp.partition, None)
             self.committed.pop(tp, None)
+            self.processed.pop(tp, None)

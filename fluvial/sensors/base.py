@@ -289,7 +289,7 @@ class SensorDelegate:
                                            states.get(sensor))
             except Exception:
                 logger.exception("Sensor %r failed in on_stream_event_out", sensor)
-        if message.refcount <= 0:
+        if message.acked:
             self._call("on_message_out", tp, message.offset, message)
 
     def on_stream_events(self, stream: Stream[Any], count: int, seconds: float) -> None:

@@ -241,7 +241,7 @@ class TableManager:
             await self._on_restored(partitions)
 
     def _recovery_failed(self, exc: BaseException) -> None:
-        self.app._on_fatal(exc)
+        self.app.on_fatal(exc)
 
     async def discard_uncommitted(self) -> None:
         """Exactly-once, after a fencing: forget every table partition held in memory.

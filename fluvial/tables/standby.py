@@ -87,7 +87,7 @@ class StandbyReplicas:
         """A new membership view: take up and release standby partitions."""
         if self._stopped:
             return
-        me = view.me(self.app.conf.canonical_url, self.app.conductor.assignment())
+        me = view.me(self.app.conf.canonical_url, self.app.assigned_partitions())
         if me is None:
             return
         owners = view.partition_owners()

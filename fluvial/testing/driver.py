@@ -112,7 +112,7 @@ class TestDriver:
                 remaining -= len(batch)
         finally:
             await consumer.stop()
-        channel = self.app._resolve_channel(topic)
+        channel = self.app.resolve_channel(topic)
         decode = channel.schema.value_decoder(default_serializer=self.app.conf.value_serializer,
                                               channel=channel)
         return [decode(m.value) for m in sorted(messages, key=lambda m: (m.partition, m.offset))]

@@ -13,6 +13,7 @@ submodules :mod:`.enums` (``ProcessingGuarantee``) and :mod:`.settings`
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple, Protocol
 
@@ -55,16 +56,20 @@ class Message:
     """One record as read from a topic partition.
 
     ``timestamp`` is in seconds since the epoch (Kafka's milliseconds / 1000).
-    ``refcount`` counts the streams that still have to process the message;
-    it is acknowledged (committable) when it reaches zero.
+
+    Acknowledgement: the runtime calls :meth:`hold` on a fetched message once
+    per stream that receives it; each stream calls :meth:`release` when done. A
+    message nobody holds any more is :attr:`acked`: its offset may be
+    committed. :meth:`never_commit` keeps it unacknowledged for good (the
+    worker stops on it).
     """
 
     __slots__ = (
+        "_holds",
         "headers",
         "key",
         "offset",
         "partition",
-        "refcount",
         "timestamp",
         "topic",
         "value",
@@ -87,15 +92,36 @@ class Message:
         self.value = value
         self.timestamp = timestamp
         self.headers: Headers = headers if headers is not None else []
-        self.refcount = 0
+        self._holds: int | float = 0
 
     @property
     def tp(self) -> TP:
         return TP(self.topic, self.partition)
 
+    def hold(self, streams: int = 1) -> None:
+        """``streams`` more streams must process this message before it is acknowledged."""
+        self._holds += streams
+
+    def release(self, streams: int = 1) -> bool:
+        """``streams`` streams are done with it; True when none holds it any more."""
+        self._holds -= streams
+        return self._holds <= 0
+
+    def never_commit(self) -> None:
+        """Keep it unacknowledged for good: its offset is never committed, and a
+        restarted worker reads it again (the worker stops on it)."""
+        self._holds = math.inf
+
     @property
     def acked(self) -> bool:
-        return self.refcount <= 0
+        """Processed by every stream that received it: its offset may be committed."""
+        return self._holds <= 0
+
+    @property
+    def holders(self) -> int:
+        """How many streams still hold it (one for a message :meth:`never_commit` keeps)."""
+        holds = self._holds
+        return 1 if holds == math.inf else max(int(holds), 0)
 
     def __repr__(self) -> str:
         return (
@@ -176,6 +202,14 @@ class ProducerT(Protocol):
         Raises :class:`~fluvial.exceptions.ProducerError` if any message sent
         since the previous flush failed.
         """
+
+    def mark(self) -> int:
+        """The sequence number of the last message enqueued so far (a count of all
+        the messages enqueued); see :meth:`wait_delivered`."""
+
+    async def wait_delivered(self, seq: int) -> None:
+        """Wait until every message up to sequence number ``seq`` is delivered, not
+        for the ones enqueued after it; raise failures as :meth:`flush` does."""
 
 
 class TransactionalProducerT(ProducerT, Protocol):

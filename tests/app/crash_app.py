@@ -1,8 +1,8 @@
 """A group_by + table worker for crash tests (configured by env; see test_crash_recovery.py).
 
 CRASH_AT=flush|commit|after_commit with CRASH_ON=N makes the process die
-(``os._exit``, no clean-up) at that point of its N-th checkpoint: before the
-producer flush (changelog records sent, maybe not delivered), before the
+(``os._exit``, no clean-up) at that point of its N-th checkpoint: before it
+waits for the producer's deliveries (changelog records sent, maybe not delivered), before the
 offset commit (changelog delivered, store persisted), or right after it.
 DUMP=path makes a timer write the table's contents there every 0.2 s.
 """
@@ -35,14 +35,14 @@ async def arm_crash() -> None:
     producer = app.producer
     consumer = app.conductor.consumer
     assert consumer is not None
-    flush, commit = producer.flush, consumer.commit
+    wait_delivered, commit = producer.wait_delivered, consumer.commit
     seen = {"flush": 0, "commit": 0}
 
-    async def crashing_flush() -> None:
+    async def crashing_wait_delivered(seq: int) -> None:
         seen["flush"] += 1
         if CRASH_AT == "flush" and seen["flush"] >= CRASH_ON:
             os._exit(9)
-        await flush()
+        await wait_delivered(seq)
 
     async def crashing_commit(offsets: dict) -> None:  # type: ignore[type-arg]
         seen["commit"] += 1
@@ -52,7 +52,7 @@ async def arm_crash() -> None:
         if CRASH_AT == "after_commit" and seen["commit"] >= CRASH_ON:
             os._exit(9)
 
-    producer.flush = crashing_flush  # type: ignore[method-assign]
+    producer.wait_delivered = crashing_wait_delivered  # type: ignore[method-assign]
     consumer.commit = crashing_commit  # type: ignore[method-assign]
 
 

@@ -161,7 +161,7 @@ async def test_events_discarded_at_a_revoke_never_reach_a_reading_stream() -> No
         buffer = EventBuffer(100, ["t"])
         for offset in range(6):
             message = Message("t", offset % 2, offset, None, None, 0.0)
-            message.refcount = 1
+            message.hold()
             buffer.put(Event(app, None, offset, None, message))
         stream: Stream[int] = Stream(app.channel(), app=app, buffer=buffer, steps=steps)
         iterator = stream.__aiter__()

@@ -196,10 +196,10 @@ async def test_readers_get_their_own_messages_and_headers(transport: MemoryTrans
     await producer.start()
     await producer.send("t", None, b"v", headers=[("h", b"1")])
     first, second = transport.broker.messages("t"), transport.broker.messages("t")
-    first[0].refcount = 3
+    first[0].hold(3)
     first[0].headers.append(("mine", b""))
     assert first[0] is not second[0]
-    assert (second[0].refcount, second[0].headers) == (0, [("h", b"1")])
+    assert (second[0].holders, second[0].headers) == (0, [("h", b"1")])
 
 
 # -- consuming ----------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """The Kafka consumer: one thread owns the librdkafka consumer, the loop reads batches.
 
-Threading model (DESIGN §3):
+Threading model (see ARCHITECTURE.md, "The life of an event"):
 
 * confluent-kafka serializes concurrent calls on one ``Consumer`` (since 2.x):
   a call from another thread waits until ``consume()`` returns, and can starve.

@@ -30,7 +30,7 @@ class KafkaMessage(Message):
         self.offset = offset
         self.key = key
         self.value = value
-        self.refcount = 0
+        self._holds = 0
         self._headers: Headers | None = None
         self._timestamp: float | None = None
 

@@ -4,9 +4,16 @@
 only enqueues). One daemon thread calls ``poll()``; the delivery reports it
 serves are collected and handed to the loop in one ``call_soon_threadsafe``
 per poll round, where futures are resolved and failures recorded for the next
-``flush()``. With nothing in flight the thread waits on an event a send or a
-flush sets, not in ``poll()`` (which nothing can interrupt): a flush then
-answers at once instead of at the end of the thread's current ``poll()``.
+``flush()``. With nothing in flight the thread waits on an event a send, a
+flush or a delivery wait sets, not in ``poll()`` (which nothing can
+interrupt): a flush then answers at once instead of at the end of the
+thread's current ``poll()``.
+
+Delivery by sequence: ``mark()`` closes the span of messages enqueued since the
+previous mark and returns their sequence number; ``wait_delivered(seq)`` waits
+until every span up to it is reported (delivered or failed), however many
+messages were enqueued after it. A checkpoint waits for what it must, never for
+an empty queue.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import asyncio
 import logging
 import threading
 import time
+from collections import deque
 from functools import partial
 from typing import Any
 
@@ -66,6 +74,30 @@ def _metadata(msg: RawMessage) -> RecordMetadata:
     return RecordMetadata(topic, partition, offset, msg.timestamp()[1] / 1000.0)
 
 
+class _Span:
+    """The messages enqueued between two ``mark()`` calls.
+
+    ``sent`` is counted on the loop, ``reported`` (delivered or failed) on the
+    poll thread: each counter has one writer.
+    """
+
+    __slots__ = ("end", "on_delivery", "producer", "reported", "sent")
+
+    def __init__(self, producer: KafkaProducer) -> None:
+        self.producer = producer
+        self.sent = 0
+        self.reported = 0
+        #: The sequence number after its last message, once marked.
+        self.end = 0
+        self.on_delivery = self._on_delivery  # bound once, not per message
+
+    def _on_delivery(self, err: KafkaError | None, msg: RawMessage) -> None:
+        # On the poll thread: a send_soon() message's report.
+        self.reported += 1
+        if err is not None:
+            self.producer._reports.append((None, err, msg))
+
+
 class KafkaProducer:
     """A :class:`~fluvial.types.ProducerT` on librdkafka."""
 
@@ -84,6 +116,15 @@ class KafkaProducer:
         self._fatal: ProducerError | None = None
         self._poll_errors = Throttle()
         self._flush_waiters: list[asyncio.Future[None]] = []
+        #: The span messages are enqueued in now, and the marked ones not all reported.
+        self._span = _Span(self)
+        self._marked: deque[_Span] = deque()
+        #: Messages enqueued up to the last mark, and how many of them are all reported.
+        self._marked_seq = 0
+        self._delivered_seq = 0
+        #: ``_delivered_seq`` as the loop knows it: the futures up to it are resolved.
+        self._known_delivered = 0
+        self._seq_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._waiters_lock = threading.Lock()
         self._round_done = threading.Event()
         #: Set by a send or a flush to wake the poll thread waiting with nothing in flight.
@@ -137,12 +178,15 @@ class KafkaProducer:
         if loop is None:
             raise ProducerError("Producer not started: await producer.start() first")
         fut: asyncio.Future[RecordMetadata] = loop.create_future()
+        span = self._span
 
         def delivered(err: KafkaError | None, msg: RawMessage) -> None:
             # On the poll thread, which swaps self._reports between rounds.
+            span.reported += 1
             self._reports.append((fut, err, msg))
 
         self._produce(topic, key, value, partition, timestamp, headers, delivered)
+        span.sent += 1
         if self._idle:
             self._wake.set()
         return fut
@@ -160,6 +204,7 @@ class KafkaProducer:
         """Enqueue without a future; a delivery failure is raised by the next ``flush``."""
         if self._fatal is not None:
             raise self._fatal
+        span = self._span
         try:
             self._producer.produce(
                 topic,
@@ -168,11 +213,13 @@ class KafkaProducer:
                 -1 if partition is None else partition,
                 timestamp=0 if timestamp is None else int(timestamp * 1000),
                 headers=headers,  # type: ignore[arg-type]  # list is invariant; ours is narrower
+                on_delivery=span.on_delivery,
             )
         except BufferError:
-            self._produce(topic, key, value, partition, timestamp, headers, None)
+            self._produce(topic, key, value, partition, timestamp, headers, span.on_delivery)
         except KafkaException as exc:
             raise ProducerError(f"Cannot send to {topic!r}: {exc}") from exc
+        span.sent += 1
         if self._idle:
             self._wake.set()
 
@@ -222,6 +269,43 @@ class KafkaProducer:
                 self._flush_waiters.append(fut)
             self._wake.set()
             await fut
+        self._raise_failures()
+
+    def mark(self) -> int:
+        """The sequence number of the last message enqueued (how many were, in all);
+        ``wait_delivered`` waits for the messages up to it."""
+        span = self._span
+        if span.sent:
+            self._span = _Span(self)
+            self._marked_seq += span.sent
+            span.end = self._marked_seq
+            with self._waiters_lock:
+                self._marked.append(span)
+        return self._marked_seq
+
+    async def wait_delivered(self, seq: int) -> None:
+        """Wait until every message up to sequence ``seq`` (see :meth:`mark`) is
+        delivered; raise the failures since the last flush like :meth:`flush`.
+
+        Messages enqueued after the mark are not waited for.
+        """
+        if seq > self._known_delivered and self._thread is not None and not self._stopped:
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            with self._waiters_lock:
+                self._seq_waiters.append((seq, fut))
+            self._wake.set()
+            await fut
+        self._raise_failures()
+
+    def _advance_delivered(self) -> int:
+        """On the poll thread, under ``_waiters_lock``: the sequence number up to
+        which every message is reported."""
+        marked = self._marked
+        while marked and marked[0].reported >= marked[0].sent:
+            self._delivered_seq = marked.popleft().end
+        return self._delivered_seq
+
+    def _raise_failures(self) -> None:
         if self._fatal is not None:
             raise self._fatal
         failures, self._failures = self._failures, []
@@ -257,7 +341,7 @@ class KafkaProducer:
                 # served every interval. The flag first, then the check: a send in
                 # between either is seen here or sees the flag and wakes us.
                 self._idle = True
-                if len(producer) == 0 and not self._flush_waiters:
+                if len(producer) == 0 and not self._flush_waiters and not self._seq_waiters:
                     wake.wait(_POLL_INTERVAL_S)
                 self._idle = False
                 wake.clear()
@@ -279,14 +363,26 @@ class KafkaProducer:
             if self._flush_waiters and len(producer) == 0:
                 with self._waiters_lock:
                     waiters, self._flush_waiters = self._flush_waiters, []
+            if self._seq_waiters:
+                # After the reports of this round were taken: they are handed to
+                # the loop before (with) the waiters they satisfy.
+                with self._waiters_lock:
+                    delivered = self._advance_delivered()
+                    ready = [w for w in self._seq_waiters if w[0] <= delivered]
+                    if ready:
+                        self._seq_waiters = [w for w in self._seq_waiters if w[0] > delivered]
+                        waiters.extend(fut for _, fut in ready)
+            else:
+                delivered = -1
             self._round_done.set()
             if reports or waiters:
                 try:
-                    loop.call_soon_threadsafe(self._deliver, reports, waiters)
+                    loop.call_soon_threadsafe(self._deliver, reports, waiters, delivered)
                 except RuntimeError:  # the loop is closed: nobody is waiting any more
                     return
 
-    def _deliver(self, reports: list[_Report], waiters: list[asyncio.Future[None]]) -> None:
+    def _deliver(self, reports: list[_Report], waiters: list[asyncio.Future[None]],
+                 delivered: int = -1) -> None:
         # On the loop, once per poll round.
         for fut, err, msg in reports:
             if err is None:
@@ -302,6 +398,8 @@ class KafkaProducer:
             self._failures.append(exc)
             if fut is not None and not fut.done():
                 fut.set_exception(exc)
+        if delivered > self._known_delivered:
+            self._known_delivered = delivered
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)

@@ -28,7 +28,7 @@ __all__ = [
 
 #: What a partition log stores per offset: (key, value, timestamp, headers).
 #: Tuples, not ``Message`` objects: every reader gets its own ``Message``
-#: because ``Message.refcount`` is per-reader bookkeeping.
+#: because a message's acknowledgement (``Message.hold``/``release``) is per-reader bookkeeping.
 Record = tuple[bytes | None, bytes | None, float, "tuple[tuple[str, bytes], ...] | None"]
 
 # Kafka's rule for topic names (kafka.common.internals.Topic).

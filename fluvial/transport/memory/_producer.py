@@ -111,6 +111,14 @@ class MemoryProducer:
                 first
             )
 
+    def mark(self) -> int:
+        """Every message is delivered as it is sent: nothing to count."""
+        return 0
+
+    async def wait_delivered(self, seq: int) -> None:
+        """Delivered already (see :meth:`mark`); raises the failures as ``flush`` does."""
+        await self.flush()
+
     def _append(
         self,
         topic: str,

@@ -1,0 +1,85 @@
+"""The offset tracker: what may be committed is the acknowledged prefix of each partition."""
+
+from __future__ import annotations
+
+from fluvial.runtime.offsets import OffsetTracker
+from fluvial.types import TP, Message
+
+T0, T1 = TP("t", 0), TP("t", 1)
+
+
+def fetched(partition: int, *offsets: int, holds: int = 1) -> list[Message]:
+    messages = [Message("t", partition, offset, None, b"", 0.0) for offset in offsets]
+    for message in messages:
+        message.hold(holds)
+    return messages
+
+
+def test_only_the_acknowledged_prefix_is_committable() -> None:
+    tracker = OffsetTracker()
+    first, second, third = fetched(0, 0, 1, 2)
+    tracker.track("t", [first, second, third])
+    assert tracker.committable() == {}
+    assert second.release()
+    assert tracker.committable() == {}, "offset 0 is not processed yet: nothing past it"
+    assert first.release()
+    assert tracker.committable() == {T0: 2}
+    assert tracker.oldest_unprocessed() == {T0: third}
+
+
+def test_a_message_is_acknowledged_once_every_stream_released_it() -> None:
+    tracker = OffsetTracker()
+    (message,) = fetched(1, 7, holds=2)
+    tracker.track("t", [message])
+    assert not message.release()
+    assert (message.acked, message.holders, tracker.unacked_refs()) == (False, 1, 1)
+    assert tracker.committable() == {}
+    assert message.release()
+    assert tracker.committable() == {T1: 8}
+
+
+def test_never_commit_holds_the_partition_back_for_good() -> None:
+    tracker = OffsetTracker()
+    bad, after = fetched(0, 0, 1)
+    tracker.track("t", [bad, after])
+    bad.never_commit()
+    bad.release()
+    after.release()
+    assert not bad.acked and bad.holders == 1
+    assert tracker.committable() == {}
+
+
+def test_processed_offsets_stay_owed_until_committed() -> None:
+    """A checkpoint that took the offsets and did not get to commit them (cancelled
+    at the stop, failed) loses nothing: the next one commits them."""
+    tracker = OffsetTracker()
+    messages = fetched(0, 0, 1)
+    tracker.track("t", messages)
+    for message in messages:
+        message.release()
+    assert tracker.committable() == {T0: 2}
+    assert tracker.committable() == {T0: 2}, "not committed: still owed"
+    tracker.committed[T0] = 2
+    assert tracker.committable() == {}
+
+
+def test_forgetting_a_partition_drops_what_it_owed() -> None:
+    tracker = OffsetTracker()
+    zero, one = fetched(0, 0), fetched(1, 0)
+    tracker.track("t", zero + one)
+    for message in zero + one:
+        message.release()
+    tracker.committable()
+    tracker.forget({T1})
+    assert tracker.committable() == {T0: 1}
+    assert T1 not in tracker.positions()
+
+
+def test_in_flight_counts_messages_streams_still_hold() -> None:
+    tracker = OffsetTracker()
+    taken, queued = fetched(0, 0, 1)
+    tracker.track("t", [taken, queued])
+    # ``queued`` was taken back from a buffer (a revoke): it will never be released.
+    assert tracker.in_flight({T0}, {id(queued): 1}) == 1
+    taken.release()
+    assert tracker.in_flight({T0}, {id(queued): 1}) == 0
