@@ -529,7 +529,8 @@ class Stream(Generic[T]):
                     name,
                     encode_key(new_key),
                     message.value if reuse_bytes else encode_value(value),
-                    headers=headers,
+                    # None for none: librdkafka builds no header list for it.
+                    headers=headers or None,
                     timestamp=message.timestamp,
                 )
 

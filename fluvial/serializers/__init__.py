@@ -142,11 +142,14 @@ def _make_encoder(
     def encode(value: Any) -> bytes | None:
         if value is None:
             return None
-        if type(value) is bytes:
+        kind = type(value)
+        if kind is bytes:
             return value
-        if raw_str and type(value) is str:
+        if raw_str and kind is str:
             return value.encode()
         try:
+            if kind in _SCALARS:
+                return codec_dumps(value)  # neither a model nor a dataclass: as below
             if getattr(value, "__is_model__", False):
                 own = value._options.serializer
                 if own:
@@ -167,6 +170,10 @@ def _make_encoder(
             ) from exc
 
     return encode
+
+
+#: Exact types the encoders hand to the codec as they are (a group_by key, a count).
+_SCALARS = frozenset({str, int, float, bool})
 
 
 def _plain(value: Any) -> Any:
