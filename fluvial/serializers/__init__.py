@@ -142,13 +142,12 @@ def _make_encoder(
     def encode(value: Any) -> bytes | None:
         if value is None:
             return None
-        kind = type(value)
-        if kind is bytes:
+        if type(value) is bytes:
             return value
-        if raw_str and kind is str:
+        if raw_str and type(value) is str:
             return value.encode()
         try:
-            if kind in _SCALARS:
+            if type(value) in _SCALARS:
                 return codec_dumps(value)  # neither a model nor a dataclass: as below
             if getattr(value, "__is_model__", False):
                 own = value._options.serializer
