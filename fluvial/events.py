@@ -5,6 +5,8 @@ from __future__ import annotations
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from .types import Headers, Message, RecordMetadata
 
 if TYPE_CHECKING:
@@ -23,25 +25,19 @@ def current_event() -> Event | None:
     return _current_event.get()
 
 
-class Event:
-    """A message whose key and value have been decoded with a topic's schema."""
+class Event(msgspec.Struct, eq=False):
+    """A message whose key and value have been decoded with a topic's schema.
 
-    __slots__ = ("_headers", "app", "key", "message", "value")
+    ``Event(app, key, value, headers, message)``; ``headers`` None: the message's
+    own (read only when asked for). A Struct for its C constructor: one is made
+    per event and subscriber, at half the cost of a Python ``__init__``.
+    """
 
-    def __init__(
-        self,
-        app: App,
-        key: Any,
-        value: Any,
-        headers: Headers | None,
-        message: Message,
-    ) -> None:
-        self.app = app
-        self.key = key
-        self.value = value
-        #: None: the message's own headers (read only when asked for).
-        self._headers = headers
-        self.message = message
+    app: App
+    key: Any
+    value: Any
+    _headers: Headers | None
+    message: Message
 
     @property
     def headers(self) -> Headers:

@@ -155,26 +155,21 @@ class Stream(Generic[T]):
         if not task.cancelled() and task.exception() is not None:
             self.buffer.fail(task.exception())  # type: ignore[arg-type]
 
+    async def _stop_companions(self, tasks: list[asyncio.Task[None]]) -> None:
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
     def events(self) -> AsyncIterator[Event]:
         """Iterate over events (key, value, headers and the message)."""
         if self._steps:
             return self._events()
-        source = (self._sensed_events() if self.app.sensors.streams
-                  else self._fast_events())
-        if self._companions:
-            return self._with_companions(source)
-        return source
-
-    async def _with_companions(self, events: AsyncIterator[Event]) -> AsyncIterator[Event]:
-        tasks = await self._companion_tasks()
-        try:
-            async for event in events:
-                yield event
-        finally:
-            for task in tasks:
-                task.cancel()
-            if tasks:
-                await asyncio.gather(*tasks, return_exceptions=True)
+        # One generator, which runs the companions (group_by's forwarder) itself.
+        companions = bool(self._companions)
+        if self.app.sensors.streams:
+            return self._sensed_events(companions=companions)
+        return self._fast_events(companions=companions)
 
     async def _events(self) -> AsyncIterator[Event]:
         buffer = self.buffer
@@ -214,10 +209,7 @@ class Stream(Generic[T]):
             # Not acknowledged here: leaving the loop (a break, a crash, a
             # cancelled actor at shutdown) does not make the event processed.
             # The supervisor acknowledges the event an actor crashed on.
-            for task in tasks:
-                task.cancel()
-            if tasks:
-                await asyncio.gather(*tasks, return_exceptions=True)
+            await self._stop_companions(tasks)
 
     async def _apply_steps(self, event: Event) -> bool:
         """Run filters and maps; False when a filter drops the event."""
@@ -234,42 +226,47 @@ class Stream(Generic[T]):
         event.value = value
         return True
 
-    async def _fast_events(self) -> AsyncIterator[Event]:
-        """The hot path for events: no steps, no companions (see ``_fast_values``)."""
+    async def _fast_events(self, companions: bool = False) -> AsyncIterator[Event]:
+        """The hot path for events: no steps (see ``_fast_values``)."""
         buffer = self.buffer
         items = buffer.items
         noack = self._noack
         set_current = _current_event.set
         low_water = buffer.maxsize >> 1
         sensors = self.app.sensors
-        while True:
-            pending = self._pending
-            if pending is not None:
-                self._pending = None
-                if not noack:
-                    pending.message.release()
-            if items:
-                event = items.popleft()
-                if buffer.draining and len(items) <= low_water:
-                    buffer.drain()
-            else:
-                # Sensors are looked for only here, when the buffer ran empty:
-                # once per batch.
-                got = None if sensors.streams else await buffer.get()
-                if got is None or sensors.streams:
-                    if got is not None:
-                        items.appendleft(got)  # arrived as a sensor came: it hears of it
-                    async for event in self._sensed_events():
-                        yield event
-                    continue
-                event = got
-            self._pending = event
-            self.current_event = event
-            set_current(event)
-            yield event
+        tasks = await self._companion_tasks() if companions else []
+        try:
+            while True:
+                pending = self._pending
+                if pending is not None:
+                    self._pending = None
+                    if not noack:
+                        pending.message.release()
+                if items:
+                    event = items.popleft()
+                    if buffer.draining and len(items) <= low_water:
+                        buffer.drain()
+                else:
+                    # Sensors are looked for only here, when the buffer ran empty:
+                    # once per batch.
+                    got = None if sensors.streams else await buffer.get()
+                    if got is None or sensors.streams:
+                        if got is not None:
+                            items.appendleft(got)  # arrived as a sensor came: it hears of it
+                        async for event in self._sensed_events():
+                            yield event
+                        continue
+                    event = got
+                self._pending = event
+                self.current_event = event
+                set_current(event)
+                yield event
+        finally:
+            await self._stop_companions(tasks)
 
-    async def _fast_values(self) -> AsyncIterator[T]:
-        """The hot path: no steps, no companions — one generator per stream.
+    async def _fast_values(self, companions: bool = False) -> AsyncIterator[T]:
+        """The hot path: no steps — one generator per stream, which also runs the
+        stream's companions (group_by's forwarder), if any.
 
         Kept apart from ``_fast_events`` so plain iteration costs one generator.
         """
@@ -279,33 +276,38 @@ class Stream(Generic[T]):
         set_current = _current_event.set
         low_water = buffer.maxsize >> 1
         sensors = self.app.sensors
-        while True:
-            pending = self._pending
-            if pending is not None:
-                self._pending = None
-                if not noack:
-                    pending.message.release()
-            if items:
-                event = items.popleft()
-                if buffer.draining and len(items) <= low_water:
-                    buffer.drain()
-            else:
-                # Sensors are looked for only here, when the buffer ran empty:
-                # once per batch.
-                got = None if sensors.streams else await buffer.get()
-                if got is None or sensors.streams:
-                    if got is not None:
-                        items.appendleft(got)  # arrived as a sensor came: it hears of it
-                    async for event in self._sensed_events():
-                        yield event.value
-                    continue
-                event = got
-            self._pending = event
-            self.current_event = event
-            set_current(event)
-            yield event.value
+        tasks = await self._companion_tasks() if companions else []
+        try:
+            while True:
+                pending = self._pending
+                if pending is not None:
+                    self._pending = None
+                    if not noack:
+                        pending.message.release()
+                if items:
+                    event = items.popleft()
+                    if buffer.draining and len(items) <= low_water:
+                        buffer.drain()
+                else:
+                    # Sensors are looked for only here, when the buffer ran empty:
+                    # once per batch.
+                    got = None if sensors.streams else await buffer.get()
+                    if got is None or sensors.streams:
+                        if got is not None:
+                            items.appendleft(got)  # arrived as a sensor came: it hears of it
+                        async for event in self._sensed_events():
+                            yield event.value
+                        continue
+                    event = got
+                self._pending = event
+                self.current_event = event
+                set_current(event)
+                yield event.value
+        finally:
+            await self._stop_companions(tasks)
 
-    async def _sensed_events(self, values: bool = False) -> AsyncIterator[Any]:
+    async def _sensed_events(self, values: bool = False,
+                             companions: bool = False) -> AsyncIterator[Any]:
         """The events, told to the sensors: runs of events (``on_stream_events``), and
         each event to sensors with per-event hooks (which sensors listen is looked at
         again each time the buffer runs empty)."""
@@ -322,6 +324,7 @@ class Stream(Generic[T]):
         states: dict[Any, Any] = {}
         count = 0
         started = 0.0
+        tasks = await self._companion_tasks() if companions else []
         try:
             while True:
                 pending = self._pending
@@ -362,22 +365,26 @@ class Stream(Generic[T]):
         finally:
             # The run under way when the agent crashed or stopped, and the event in
             # hand (per-event sensors close what they opened for it).
-            if count and runs:
-                sensors.on_stream_events(self, count, clock() - started)
-            if per_event and self._pending is not None:
-                sensors.on_stream_event_out(self, self._pending, states)
+            try:
+                if count and runs:
+                    sensors.on_stream_events(self, count, clock() - started)
+                if per_event and self._pending is not None:
+                    sensors.on_stream_event_out(self, self._pending, states)
+            finally:
+                await self._stop_companions(tasks)
 
     async def _values(self) -> AsyncIterator[T]:
         async for event in self.events():
             yield event.value
 
     def __aiter__(self) -> AsyncIterator[T]:
-        if not self._steps and not self._companions:
+        if not self._steps:
             # Sensors installed before the stream starts (the monitor is): one
-            # generator level either way.
+            # generator level either way, companions (group_by) or not.
+            companions = bool(self._companions)
             if self.app.sensors.streams:
-                return self._sensed_events(values=True)
-            return self._fast_values()
+                return self._sensed_events(values=True, companions=companions)
+            return self._fast_values(companions=companions)
         return self._values()
 
 
@@ -543,7 +550,8 @@ class Stream(Generic[T]):
                     name,
                     encode_key(new_key),
                     message.value if reuse_bytes else encode_value(value),
-                    headers=headers,
+                    # None for none: librdkafka builds no header list for it.
+                    headers=headers or None,
                     timestamp=message.timestamp,
                 )
 

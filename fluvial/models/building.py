@@ -286,7 +286,10 @@ def build_json_decoder(
         else:
             struct_fields.append((attr, Any))
     struct_fields.append(("fm", Any, None))
-    struct = msgspec.defstruct(f"{cls.__name__}Wire", struct_fields, kw_only=True, rename=rename)
+    # gc=False: a wire struct holds what JSON decodes to (no cycles) and lives for
+    # one call; the collector need not track it.
+    struct = msgspec.defstruct(f"{cls.__name__}Wire", struct_fields, kw_only=True, rename=rename,
+                               gc=False)
     closures: dict[str, Any] = {
         "__fl_sdec": msgspec.json.Decoder(struct).decode,
         "__fl_poly": polymorph,

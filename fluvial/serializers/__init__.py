@@ -147,6 +147,8 @@ def _make_encoder(
         if raw_str and type(value) is str:
             return value.encode()
         try:
+            if type(value) in _SCALARS:
+                return codec_dumps(value)  # neither a model nor a dataclass: as below
             if getattr(value, "__is_model__", False):
                 own = value._options.serializer
                 if own:
@@ -167,6 +169,10 @@ def _make_encoder(
             ) from exc
 
     return encode
+
+
+#: Exact types the encoders hand to the codec as they are (a group_by key, a count).
+_SCALARS = frozenset({str, int, float, bool})
 
 
 def _plain(value: Any) -> Any:

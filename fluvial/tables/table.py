@@ -398,7 +398,22 @@ class Table(MutableMapping[Any, Any]):
     def __setitem__(self, key: Any, value: Any) -> None:
         if self._sensors.tables:
             self._sensors.on_table_set(self, key, value)
-        self._set_in(self._partition_for_write(key), key, value)
+        # The usual write (from an agent, to a partition held here, a kind of key
+        # already checked) inline; everything else as _partition_for_write/_set_in.
+        event = None if self.use_partitioner else _current_event.get()
+        store = None
+        if event is not None and type(key) in self._key_types:
+            partition = event.message.partition
+            if partition < self.partitions:
+                store = self._parts.get(partition)
+        if store is not None:
+            store[key] = value
+            dirty = self._dirty.get(partition)
+            if dirty is None:
+                dirty = self._dirty[partition] = set()
+            dirty.add(key)
+        else:
+            self._set_in(self._partition_for_write(key), key, value)
         if self._key_hooks:
             self.on_key_set(key, value)
 

@@ -69,6 +69,24 @@ async def test_round_trip_keeps_key_value_headers_and_timestamp(kit: Kit) -> Non
     assert before - 0.001 <= second.timestamp <= after + 0.001
 
 
+async def test_send_soon_keeps_key_value_headers_and_timestamp(kit: Kit) -> None:
+    (topic,) = await kit.topics(1)
+    producer = await kit.producer()
+    headers = [("trace", b"abc"), ("empty", b"")]
+
+    producer.send_soon(topic, b"key", b"value", headers=headers, timestamp=1_700_000_000.123)
+    producer.send_soon(topic, b"k2", b"v2", headers=None, timestamp=1_600_000_000.5)
+    await producer.flush()
+
+    consumer = await kit.consumer()
+    consumer.assign({TP(topic, 0): 0})
+    first, second = await drain(consumer, 2)
+    assert (first.key, first.value, first.headers) == (b"key", b"value", headers)
+    assert first.timestamp == pytest.approx(1_700_000_000.123, abs=1e-6)
+    assert (second.key, second.value, second.headers) == (b"k2", b"v2", [])
+    assert second.timestamp == pytest.approx(1_600_000_000.5, abs=1e-6)
+
+
 async def test_keyed_messages_land_where_murmur2_puts_them(kit: Kit) -> None:
     (topic,) = await kit.topics(5)
     producer = await kit.producer()

@@ -124,6 +124,32 @@ async def test_delivery_failure_surfaces_at_flush_not_a_hang(kafka: KafkaTranspo
 
 
 @pytest.mark.kafka
+async def test_flush_with_nothing_in_flight_does_not_wait_for_a_poll_round(
+        kafka: KafkaTransport, kit: Kit) -> None:
+    """A checkpoint flushes the producer every few thousand events: when all was
+    delivered, the flush returns at once instead of waiting for the poll thread's
+    next round (up to 50 ms each, which held up a plain pipeline's fetching for
+    more than half of its run), and a failure after that still surfaces."""
+    (topic,) = await kit.topics(1)
+    producer = kafka.create_producer(**{"message.timeout.ms": 1500})
+    await producer.start()
+    try:
+        for i in range(100):
+            producer.send_soon(topic, None, str(i).encode())
+        await producer.flush()
+        started = time.monotonic()
+        for _ in range(40):
+            await producer.flush()
+        assert time.monotonic() - started < 0.4  # one poll round each: ~1 s
+        missing = Kit.name("missing")  # auto-creation is off on the test broker
+        producer.send_soon(missing, b"k", b"v")
+        with pytest.raises(ProducerError, match=missing):
+            await asyncio.wait_for(producer.flush(), 20)
+    finally:
+        await producer.stop()
+
+
+@pytest.mark.kafka
 async def test_send_metadata_matches_murmur2_partitioner(kit: Kit) -> None:
     (topic,) = await kit.topics(7)
     producer = await kit.producer()
