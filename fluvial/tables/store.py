@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..exceptions import ImproperlyConfigured
@@ -11,9 +12,29 @@ if TYPE_CHECKING:
     from ..types import Message
     from .table import Table
 
-__all__ = ["MemoryStore", "PartitionStore", "StoreFactory", "store_for_url"]
+__all__ = ["MemoryStore", "PartitionStore", "StoreFactory", "latest_records", "store_for_url"]
 
 Decoder = Callable[["bytes | None"], Any]
+
+_KEY = attrgetter("key")
+_VALUE = attrgetter("value")
+
+
+def latest_records(keys: list[bytes | None], values: list[bytes | None]
+                   ) -> tuple[list[bytes | None], list[bytes | None]]:
+    """The changelog records given as parallel ``keys`` and ``values`` with only the last
+    record of each key kept, in the order of those last records (the order a replay
+    of all of them ends in).
+
+    Keys are compared as bytes: a changelog written by two encoders (Faust's JSON
+    and fluvial's, say) may hold one key under two encodings, and the record that
+    comes last must still win, which the order of the last records keeps true.
+    """
+    last = dict(zip(keys, range(len(keys)), strict=True))  # key -> index of its last record
+    if len(last) == len(keys):
+        return keys, values
+    order = sorted(last.values())
+    return [keys[i] for i in order], [values[i] for i in order]
 
 
 class PartitionStore(Protocol):
@@ -47,6 +68,11 @@ class PartitionStore(Protocol):
                         decode_value: Decoder) -> None:
         """Apply changelog records (recovery); the last value of a key wins."""
 
+    def apply_records(self, keys: list[bytes | None], values: list[bytes | None],
+                      last_offset: int, decode_key: Decoder, decode_value: Decoder) -> None:
+        """:meth:`apply_changelog` for records given as parallel lists of raw keys and
+        values (``None``: a tombstone), the last at ``last_offset``."""
+
     def close(self) -> None: ...
 
 
@@ -64,14 +90,21 @@ class MemoryStore(dict[Any, Any]):
 
     def apply_changelog(self, messages: list[Message], decode_key: Decoder,
                         decode_value: Decoder) -> None:
-        for message in messages:
-            key = decode_key(message.key)
-            if message.value is None:
-                self.pop(key, None)
-            else:
-                self[key] = decode_value(message.value)
         if messages:
-            self.changelog_offset = messages[-1].offset
+            self.apply_records(list(map(_KEY, messages)), list(map(_VALUE, messages)),
+                               messages[-1].offset, decode_key, decode_value)
+
+    def apply_records(self, keys: list[bytes | None], values: list[bytes | None],
+                      last_offset: int, decode_key: Decoder, decode_value: Decoder) -> None:
+        # Only the last record of a key is decoded: the others would be overwritten.
+        keys, values = latest_records(keys, values)
+        pop = self.pop
+        for raw_key, raw_value in zip(keys, values, strict=True):
+            if raw_value is None:
+                pop(decode_key(raw_key), None)
+            else:
+                self[decode_key(raw_key)] = decode_value(raw_value)
+        self.changelog_offset = last_offset
 
     def close(self) -> None:
         self.clear()
