@@ -33,7 +33,6 @@ import time
 from bisect import bisect_left
 from collections.abc import Awaitable, Callable, Iterable
 from itertools import groupby
-from operator import methodcaller
 from typing import TYPE_CHECKING, Any
 
 from ..types import TP, ConsumerT, Message
@@ -62,37 +61,52 @@ WAIT_LOG_EVERY_S = 10.0
 
 
 class RecordRun:
-    """Consecutive changelog records of one partition as parallel lists of offsets, keys
-    and values: what recovery applies, without a Message object per record.
+    """Consecutive changelog records of one partition as parallel lists of keys and
+    values: what recovery applies, without a Message object per record.
 
     ``source`` holds what the run was made of (librdkafka's messages, or fluvial
-    Messages), for the tables that need a Message per record (:meth:`messages`).
+    Messages): the offsets are read from it only when a run must be cut, and the
+    tables that need a Message per record get them from it (:meth:`messages`).
     """
 
-    __slots__ = ("keys", "offsets", "partition", "source", "topic", "values")
+    __slots__ = ("first_offset", "keys", "last_offset", "partition", "source", "topic",
+                 "values")
 
-    def __init__(self, topic: str, partition: int, offsets: list[int],
-                 keys: list[bytes | None], values: list[bytes | None], source: list[Any]
-                 ) -> None:
+    def __init__(self, topic: str, partition: int, keys: list[bytes | None],
+                 values: list[bytes | None], source: list[Any], first_offset: int,
+                 last_offset: int) -> None:
         self.topic = topic
         self.partition = partition
-        self.offsets = offsets
         self.keys = keys
         self.values = values
         self.source = source
+        self.first_offset = first_offset
+        self.last_offset = last_offset
 
     def __len__(self) -> int:
-        return len(self.offsets)
+        return len(self.keys)
 
-    def slice(self, start: int, stop: int) -> RecordRun:
-        return RecordRun(self.topic, self.partition, self.offsets[start:stop],
-                         self.keys[start:stop], self.values[start:stop],
-                         self.source[start:stop])
+    def offsets(self) -> list[int]:
+        source = self.source
+        if isinstance(source[0], Message):
+            return [m.offset for m in source]
+        return [raw.offset() for raw in source]
+
+    def within(self, start: int, end: int) -> RecordRun | None:
+        """The records at offsets ``start <= offset < end`` (None: none is)."""
+        if self.first_offset >= start and self.last_offset < end:
+            return self
+        offsets = self.offsets()
+        lo, hi = bisect_left(offsets, start), bisect_left(offsets, end)
+        if lo >= hi:
+            return None
+        return RecordRun(self.topic, self.partition, self.keys[lo:hi], self.values[lo:hi],
+                         self.source[lo:hi], offsets[lo], offsets[hi - 1])
 
     def messages(self) -> list[Message]:
         """The records as Messages (built from librdkafka's messages on first need)."""
         source = self.source
-        if not source or isinstance(source[0], Message):
+        if isinstance(source[0], Message):
             return source
         messages: list[Message] = []
         for raw in source:
@@ -104,31 +118,37 @@ class RecordRun:
         return messages
 
 
-_TOPIC = methodcaller("topic")
-_PARTITION = methodcaller("partition")
-_OFFSET = methodcaller("offset")
-_KEY = methodcaller("key")
-_VALUE = methodcaller("value")
-_ERROR = methodcaller("error")
-
-
 def kafka_runs(raws: list[Any]) -> tuple[list[RecordRun], list[Any]]:
     """The restore consumer's conversion (on its thread): a batch of librdkafka
     messages as runs of one partition each, and the errors among them.
 
-    Method calls mapped over the batch run in C: a fraction of the cost of a
-    Message per record, which a restore spends most of its time on otherwise.
+    The message methods mapped over the batch run in C: a fraction of the cost
+    of a Message per record, which a restore spends most of its time on otherwise.
     """
+    from confluent_kafka import Message as Raw
+
     errors: list[Any] = []
-    if any(map(_ERROR, raws)):
-        errors = [e for e in map(_ERROR, raws) if e is not None]
+    if any(map(Raw.error, raws)):
+        errors = [e for e in map(Raw.error, raws) if e is not None]
         raws = [m for m in raws if m.error() is None]
     runs: list[RecordRun] = []
-    for partition, group in groupby(raws, _PARTITION):
-        for topic, records in groupby(group, _TOPIC):
-            source = list(records)
-            runs.append(RecordRun(topic, partition, list(map(_OFFSET, source)),
-                                  list(map(_KEY, source)), list(map(_VALUE, source)), source))
+    key, value = Raw.key, Raw.value
+    by_partition: Any = Raw.partition  # (typed as maybe None: never for a fetched record)
+    by_topic: Any = Raw.topic
+    for partition, group in groupby(raws, by_partition):
+        records = list(group)
+        topic = records[0].topic()
+        if records[-1].topic() != topic or len(set(map(by_topic, records))) > 1:
+            # Runs of one partition number of two changelogs, one after the other.
+            for topic, same in groupby(records, by_topic):
+                source = list(same)
+                runs.append(RecordRun(topic, partition, list(map(key, source)),
+                                      list(map(value, source)), source,
+                                      source[0].offset(), source[-1].offset()))
+            continue
+        runs.append(RecordRun(topic, partition, list(map(key, records)),
+                              list(map(value, records)), records, records[0].offset(),
+                              records[-1].offset()))
     return runs, errors
 
 
@@ -147,8 +167,9 @@ def message_runs(messages: list[Message]) -> list[RecordRun]:
                 break
             end += 1
         source = messages[start:end]
-        runs.append(RecordRun(topic, partition, [m.offset for m in source],
-                              [m.key for m in source], [m.value for m in source], source))
+        runs.append(RecordRun(topic, partition, [m.key for m in source],
+                              [m.value for m in source], source, first.offset,
+                              source[-1].offset))
         start = end
     return runs
 
@@ -480,15 +501,11 @@ class ChangelogReader:
             item = pending.get(TP(run.topic, run.partition))
             if item is None:
                 continue
-            offsets = run.offsets
-            if offsets[0] < item.next_offset or offsets[-1] >= item.end:
-                start = bisect_left(offsets, item.next_offset)
-                stop = bisect_left(offsets, item.end)
-                run = run.slice(start, stop)
-            if run.offsets:
-                item.table.apply_changelog_run(run.partition, run)
-                applied += len(run)
-                item.next_offset = run.offsets[-1] + 1
+            within = run.within(item.next_offset, item.end)
+            if within is not None:
+                item.table.apply_changelog_run(within.partition, within)
+                applied += len(within)
+                item.next_offset = within.last_offset + 1
             if item.next_offset >= item.end:
                 del pending[item.tp]
                 finished.append(item)

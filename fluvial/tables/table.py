@@ -622,7 +622,7 @@ class Table(MutableMapping[Any, Any]):
             self.apply_changelog(partition, run.messages())
             return
         try:
-            self._store(partition).apply_records(run.keys, run.values, run.offsets[-1],
+            self._store(partition).apply_records(run.keys, run.values, run.last_offset,
                                                  self.decode_key, self.decode_value)
         except Exception as exc:
             raise TableError(
