@@ -13,6 +13,7 @@ import pytest
 import fluvial as faust
 from fluvial.exceptions import TableError
 from fluvial.tables.rocksdb import RocksDBStore
+from fluvial.types import TP
 
 from .conftest import eventually
 
@@ -268,3 +269,103 @@ def test_checkpoint_after_restore_persists_the_restored_records_first(tmp_path: 
     assert store.changelog_offset == 50
     assert dict(store.items()) == {**state_after(records, 49), "mine": 1}
     store.close()
+
+
+#: A worker restoring a RocksDB table from Kafka that dies (``os._exit``) once it has
+#: applied ``crash_after`` changelog records; prints how many it applied.
+KILLED_MID_RESTORE = """
+import asyncio, os, sys
+import fluvial as faust
+from fluvial.tables import recovery, rocksdb
+from fluvial.types import TP
+
+url, app_id, datadir, crash_after = sys.argv[1:5]
+recovery.RESTORE_BATCH = 1000  # many small runs, so that the crash comes between flushes
+rocksdb.SYNC_EVERY = 2500
+app = faust.App(app_id, broker=url, store="rocksdb://", datadir=datadir, topic_partitions=2)
+topic = app.topic(app_id + "-source", key_type=str, value_type=int, partitions=2)
+table = app.Table("values", default=int)
+applied = 0
+apply_records = rocksdb.RocksDBStore.apply_records
+
+def crashing(self, keys, *args):
+    global applied
+    apply_records(self, keys, *args)
+    applied += len(keys)
+    if applied >= int(crash_after):
+        print(applied, flush=True)
+        os._exit(9)
+
+rocksdb.RocksDBStore.apply_records = crashing
+
+async def main():
+    await app.transport.start()
+    await app.tables.on_partitions_assigned({TP(topic.get_topic_name(), p) for p in (0, 1)})
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.kafka
+async def test_worker_killed_mid_restore_resumes_from_its_store(
+    kafka_url: str, unique: Callable[[str], str], tmp_path: Path
+) -> None:
+    """Real Kafka, a real process killed mid-restore: the next restore starts from the
+    offsets the stores made durable (not from scratch) and ends with every key's last
+    value, deletes included."""
+    import os
+    import subprocess
+    import sys
+
+    app_id, total = unique("killed"), 40_000
+    datadir = tmp_path / "data"
+
+    def build() -> tuple[faust.App, Any, Any]:
+        app = faust.App(app_id, broker=kafka_url, store="rocksdb://", datadir=str(datadir),
+                        topic_partitions=2)
+        topic = app.topic(app_id + "-source", key_type=str, value_type=int, partitions=2)
+        return app, topic, app.Table("values", default=int)
+
+    app, topic, table = build()
+    await app.transport.start()
+    await app.declare_topics([table.changelog_topic])
+    producer = app.transport.create_producer()
+    await producer.start()
+    expected: dict[str, int] = {}
+    for i in range(total):
+        key = f"k{i % 500}"
+        value = None if i % 11 == 4 else i
+        producer.send_soon(table.changelog_topic_name, table.encode_key(key),
+                           None if value is None else str(value).encode(),
+                           partition=i % 2)
+        if value is None:
+            expected.pop(key, None)
+        else:
+            expected[key] = value
+    await producer.flush()
+    await producer.stop()
+    await app.close()
+
+    done = subprocess.run(
+        [sys.executable, "-c", KILLED_MID_RESTORE, kafka_url, app_id, str(datadir), "12500"],
+        env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
+        timeout=120)
+    assert done.returncode == 9, done.stderr[-3000:]
+    applied = int(done.stdout.split()[-1])
+
+    app, topic, table = build()
+    durable = 0
+    for partition in (0, 1):
+        store = open_store(app.conf.table_path / f"values-{partition}.db")
+        durable += 0 if store.changelog_offset is None else store.changelog_offset + 1
+        store.close()
+    assert 0 < durable <= applied < total
+    await app.transport.start()
+    try:
+        await app.tables.on_partitions_assigned(
+            {TP(topic.get_topic_name(), p) for p in (0, 1)})
+        assert app.tables.last_restored == total - durable
+        assert dict(table.items()) == expected
+    finally:
+        await app.tables.stop_recovery()
+        await app.close()
