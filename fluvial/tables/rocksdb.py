@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..exceptions import TableError
-from .store import latest_records
+from .store import ListDecoder, latest_records
 
 if TYPE_CHECKING:
     from ..types import Message
@@ -215,7 +215,9 @@ class RocksDBStore:
                                messages[-1].offset, decode_key, decode_value)
 
     def apply_records(self, keys: list[bytes | None], values: list[bytes | None],
-                      last_offset: int, decode_key: Decoder, decode_value: Decoder) -> None:
+                      last_offset: int, decode_key: Decoder, decode_value: Decoder,
+                      decode_keys: ListDecoder | None = None,
+                      decode_values: ListDecoder | None = None) -> None:
         """Recovery: write changelog records as they are (bytes), without the log.
 
         Only the last record of each key is written. A key the changelog sets is

@@ -20,7 +20,7 @@ from ..events import _current_event
 from ..exceptions import ImproperlyConfigured, PartitionNotOwned, TableError
 from ..serializers import Schema
 from .changes import ChangeListener, TableChange, notify
-from .store import PartitionStore, store_for_url
+from .store import PartitionStore, plain_json_decoders, store_for_url
 
 if TYPE_CHECKING:
     from ..app import App
@@ -622,8 +622,9 @@ class Table(MutableMapping[Any, Any]):
             self.apply_changelog(partition, run.messages())
             return
         try:
-            self._store(partition).apply_records(run.keys, run.values, run.last_offset,
-                                                 self.decode_key, self.decode_value)
+            self._store(partition).apply_records(
+                run.keys, run.values, run.last_offset, self.decode_key, self.decode_value,
+                *plain_json_decoders(self.changelog_topic.schema))
         except Exception as exc:
             raise TableError(
                 f"Table {self.name}: cannot restore partition {partition} from "

@@ -279,3 +279,56 @@ async def test_tombstones_and_callbacks_restore_from_kafka(
     finally:
         await app.tables.stop_recovery()
         await app.close()
+
+
+class Point(faust.Record, serializer="json"):
+    x: int
+    y: int
+
+
+def test_runs_decode_like_the_tables_decoders() -> None:
+    """Recovery's decoding of many payloads at once (plain JSON tables) gives what the
+    table's own decoders give one at a time: Records from their namespace, tuple keys
+    from lists; a typed table decodes one at a time."""
+    app = faust.App("runs-decode", broker="memory://runs-decode", topic_partitions=1)
+    plain = app.Table("plain", default=int)
+    typed = app.Table("typed", default=int, key_type=str, value_type=Point)
+    point = Point(x=1, y=2)
+    for table, key_payloads, value_payloads in [
+        (plain, [b'"a"', b'["t", [1, "b"]]', b"3", b'"a"'],
+         [b"1", point.dumps(), None, b'{"plain": "dict"}']),
+        (typed, [b'"a"', b'"b"'], [point.dumps(), None]),
+    ]:
+        messages = [Message(table.changelog_topic_name, 0, offset, key, value, 0.0)
+                    for offset, (key, value) in enumerate(zip(key_payloads, value_payloads,
+                                                              strict=True))]
+        one_by_one = app.Table(f"{table.name}-ref", default=int, key_type=table.key_type,
+                               value_type=table.value_type)
+        one_by_one.apply_changelog(0, messages)  # the Message path, one decode per record
+        (run,) = recovery.message_runs(messages)
+        table.apply_changelog_run(0, run)
+        assert dict(table.items()) == dict(one_by_one.items())
+        assert table.partition_data(0).changelog_offset == len(messages) - 1  # type: ignore[union-attr]
+    from fluvial.tables.store import MemoryStore, plain_json_decoders
+
+    decoders = plain_json_decoders(plain.changelog_topic.schema)
+    assert None not in decoders  # so the plain table went the many-at-once way
+    assert MemoryStore()._apply_decoded([b'"a"'], [b"1"], *decoders)  # type: ignore[arg-type]
+    assert plain_json_decoders(typed.changelog_topic.schema) == (None, None)
+    assert plain["a"] == {"plain": "dict"} and plain[("t", (1, "b"))] == point
+    assert 3 not in plain  # deleted
+    assert typed["a"] == point and "b" not in typed
+
+
+def test_a_run_that_cannot_be_restored_names_table_partition_and_offset() -> None:
+    from fluvial.exceptions import TableError
+
+    app = faust.App("restore-run", broker="memory://restore-run", topic_partitions=2)
+    table = app.Table("totals", default=int)
+    records = [Message(table.changelog_topic_name, 1, 7, b'"a"', b"1", 0.0),
+               Message(table.changelog_topic_name, 1, 8, b'"b"', b"not json", 0.0)]
+    (run,) = recovery.message_runs(records)
+    with pytest.raises(TableError, match=r"Table totals: cannot restore partition 1 from "
+                                         r"restore-run-totals-changelog: the record at "
+                                         r"offset 8"):
+        table.apply_changelog_run(1, run)
