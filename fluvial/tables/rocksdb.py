@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..exceptions import TableError
-from .store import ListDecoder, latest_records
+from .store import ListDecoder
 
 if TYPE_CHECKING:
     from ..types import Message
@@ -228,19 +228,19 @@ class RocksDBStore:
         from rocksdict import WriteBatch
 
         applied = len(keys)
-        keys, values = latest_records(keys, values)
+        # Each key's last value (keys are distinct in RocksDB: their order is free).
+        latest: dict[Any, bytes | None] = dict(zip(keys, values, strict=True))
+        latest.pop(None, None)  # no record without a key is stored
         if self._pending or self._flushing:
-            for raw_key in keys:
-                if raw_key is not None:
-                    key = decode_key(raw_key)
-                    self._pending.pop(key, None)
-                    if self._flushing:
-                        self._flushing.pop(key, None)
+            for raw_key in latest:
+                key = decode_key(raw_key)
+                self._pending.pop(key, None)
+                if self._flushing:
+                    self._flushing.pop(key, None)
         batch = WriteBatch(raw_mode=True)
         put, delete = batch.put, batch.delete
-        for raw_key, raw_value in zip(keys, values, strict=True):
-            if raw_key is None:
-                continue
+        # In key order: RocksDB inserts sorted keys into its memtable faster.
+        for raw_key, raw_value in sorted(latest.items()):
             if raw_value is None:
                 delete(raw_key)
             else:
