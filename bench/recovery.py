@@ -1,6 +1,7 @@
 """Table recovery: changelog records restored per second, and restart time with RocksDB.
 
     .venv/bin/python -m bench.recovery                       # memory:// and Kafka
+    .venv/bin/python -m bench.recovery --transports kafka --only restore --rounds 3
     .venv/bin/python -m bench.recovery --transports memory --records 200000
 
 1. *Restore rate*: N small changelog records (JSON key ``"k<i>"`` over
@@ -8,7 +9,8 @@
    beforehand; then a fresh app opens the table's partitions and the clock
    runs from the assignment to the last partition restored
    (``TableManager.on_partitions_assigned`` without a conductor waits for that).
-   Measured with the memory store and with the RocksDB store.
+   Measured with the memory store and with the RocksDB store; ``--rounds N``
+   restores the same changelog N times per store (a fresh store each time).
 2. *Restart*: a worker with ``store='rocksdb://'`` whose table holds ``--restart-keys``
    keys (restored once, then stopped cleanly) is started again with one new
    event waiting; the clock runs from ``app.running()`` to the agent seeing
@@ -70,24 +72,29 @@ async def _fill_changelog(app: faust.App, table: Any, records: int, keys: int) -
         await producer.stop()
 
 
-async def restore_rate(url: str, records: int, keys: int, store: str) -> tuple[int, float]:
-    """Records restored and seconds taken, from assignment to the last partition restored."""
+async def restore_rate(url: str, records: int, keys: int, store: str,
+                       rounds: int = 1) -> list[tuple[int, float]]:
+    """Per round, records restored and seconds taken, from assignment to the last
+    partition restored (one changelog, filled once; a fresh store each round)."""
     app_id = f"bench-recovery-{uuid.uuid4().hex[:8]}"
     datadir = Path(tempfile.mkdtemp(prefix="fluvial-bench-"))
+    results: list[tuple[int, float]] = []
     try:
-        app, topic, table = _table_app(url, app_id, store, datadir)
-        await app.transport.start()
-        await _fill_changelog(app, table, records, keys)
-        assigned = {TP(topic.get_topic_name(), p) for p in range(PARTITIONS)}
-        started = time.perf_counter()
-        await app.tables.on_partitions_assigned(assigned)
-        elapsed = time.perf_counter() - started
-        restored = app.tables.last_restored
-        await app.tables.stop_recovery()
-        for p in range(PARTITIONS):
-            table.drop_partition(p)
-        await app.close()
-        return restored, elapsed
+        for i in range(rounds):
+            app, topic, table = _table_app(url, app_id, store, datadir / str(i))
+            await app.transport.start()
+            if i == 0:
+                await _fill_changelog(app, table, records, keys)
+            assigned = {TP(topic.get_topic_name(), p) for p in range(PARTITIONS)}
+            started = time.perf_counter()
+            await app.tables.on_partitions_assigned(assigned)
+            elapsed = time.perf_counter() - started
+            results.append((app.tables.last_restored, elapsed))
+            await app.tables.stop_recovery()
+            for p in range(PARTITIONS):
+                table.drop_partition(p)
+            await app.close()
+        return results
     finally:
         shutil.rmtree(datadir, ignore_errors=True)
 
@@ -211,12 +218,18 @@ async def takeover_time(url: str, keys: int, standby_replicas: int) -> tuple[flo
 
 
 async def run(url: str, label: str, records: int, keys: int, restart_keys: int,
-              takeover_keys: int = 0) -> None:
+              takeover_keys: int = 0, rounds: int = 1) -> None:
     tune_gc()  # as a worker process does
     for store in ("memory://", "rocksdb://") if records else ():
-        restored, elapsed = await restore_rate(url, records, keys, store)
-        print(f"{label:7} restore  store={store:11} {restored:>9,} records in {elapsed:6.2f}s "
-              f"= {restored / elapsed:>9,.0f} records/s", flush=True)
+        results = await restore_rate(url, records, keys, store, rounds)
+        for restored, elapsed in results:
+            print(f"{label:7} restore  store={store:11} {restored:>9,} records in "
+                  f"{elapsed:6.2f}s = {restored / elapsed:>9,.0f} records/s", flush=True)
+        if len(results) > 1:
+            rates = sorted(restored / elapsed for restored, elapsed in results)
+            print(f"{label:7} restore  store={store:11} {len(rates)} rounds: "
+                  f"{rates[0]:,.0f} - {rates[-1]:,.0f} records/s (median "
+                  f"{rates[len(rates) // 2]:,.0f})", flush=True)
     if restart_keys:
         elapsed, replayed = await restart_time(url, restart_keys)
         print(f"{label:7} restart  store=rocksdb://  {restart_keys:>9,} keys: first new "
@@ -235,21 +248,29 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--keys", type=int, default=100_000)
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="restores of the same changelog per store (a fresh store each)")
     parser.add_argument("--restart-keys", type=int, default=1_000_000)
     parser.add_argument("--takeover-keys", type=int, default=200_000)
+    parser.add_argument("--only", choices=("restore", "restart", "takeover"),
+                        help="run only this measurement")
     parser.add_argument("--transports", default="memory,kafka")
     args = parser.parse_args()
+    if args.only:
+        args.records *= args.only == "restore"
+        args.restart_keys *= args.only == "restart"
+        args.takeover_keys *= args.only == "takeover"
     logging.basicConfig(level=logging.WARNING)
     transports = args.transports.split(",")
     if "memory" in transports:
         asyncio.run(run(f"memory://bench-{uuid.uuid4().hex[:6]}", "memory", args.records,
-                        args.keys, args.restart_keys, args.takeover_keys))
+                        args.keys, args.restart_keys, args.takeover_keys, args.rounds))
     if "kafka" in transports:
         from bench.kafka import kafka_broker
 
         with kafka_broker() as bootstrap:
             asyncio.run(run(f"kafka://{bootstrap}", "kafka", args.records, args.keys,
-                            args.restart_keys, args.takeover_keys))
+                            args.restart_keys, args.takeover_keys, args.rounds))
 
 
 if __name__ == "__main__":

@@ -6,6 +6,16 @@ has been flushed; then they go to RocksDB in one write batch together with
 the changelog offset they correspond to (in the ``meta`` column family). So
 the database never holds a write the changelog lacks, and a restart replays
 only the changelog after that offset.
+
+Changelog records applied by recovery (and by standby replicas) are written
+without RocksDB's write-ahead log, and their offset is not written with them:
+it is written (through the log) only after a flush has made those records
+durable in table files — every ``SYNC_EVERY`` records, before any checkpoint
+writes through the log, and on close. A crash loses at most the records
+applied since that flush, and the stored offset is then older than what the
+table files may hold: the restart replays the changelog from that offset,
+and replaying records a store already holds leaves it as it was (the last
+record of each key wins either way).
 """
 
 from __future__ import annotations
@@ -16,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..exceptions import TableError
+from .store import ListDecoder
 
 if TYPE_CHECKING:
     from ..types import Message
@@ -29,6 +40,10 @@ _MISSING = object()
 _OFFSET_KEY = b"changelog_offset"
 _META = "meta"
 
+#: Changelog records applied without the write-ahead log between two flushes that
+#: make them durable with their offset (what a crash may make a restart replay).
+SYNC_EVERY = 1_000_000
+
 Encoder = Callable[[Any], "bytes | None"]
 Decoder = Callable[["bytes | None"], Any]
 
@@ -39,6 +54,14 @@ def _options() -> Any:
     options = Options(raw_mode=True)
     options.create_if_missing(True)
     options.create_missing_column_families(True)
+    return options
+
+
+def _without_log() -> Any:
+    from rocksdict import WriteOptions
+
+    options = WriteOptions()
+    options.disable_wal = True  # type: ignore[method-assign,assignment]  # a property
     return options
 
 
@@ -78,6 +101,10 @@ class RocksDBStore:
         raw = meta.get(_OFFSET_KEY)
         del meta  # a column-family view keeps the database open
         self.changelog_offset: int | None = int(raw) if raw is not None else None
+        #: Changelog records applied without the write-ahead log and not yet flushed
+        #: (the offset stored on disk is still the one before them).
+        self._unsynced = 0
+        self._no_log = _without_log()
         #: Writes since the last checkpoint sent the changelog.
         self._pending: dict[Any, Any] = {}
         #: Writes whose changelog records are being flushed (see ``seal``).
@@ -153,6 +180,10 @@ class RocksDBStore:
         from rocksdict import WriteBatch
 
         changes = self._flushing if self._flushing is not None else self._pending
+        if self._unsynced:
+            # What recovery wrote without the log must not be lost under an offset
+            # written through it.
+            self._sync()
         if not changes and changelog_offset is None:
             return
         batch = WriteBatch(raw_mode=True)
@@ -178,40 +209,66 @@ class RocksDBStore:
 
     def apply_changelog(self, messages: list[Message], decode_key: Decoder,
                         decode_value: Decoder) -> None:
-        """Recovery: write changelog records as they are (bytes), with their offset.
+        """Recovery: write changelog records as they are (bytes); see :meth:`apply_records`."""
+        if messages:
+            self.apply_records([m.key for m in messages], [m.value for m in messages],
+                               messages[-1].offset, decode_key, decode_value)
 
-        A key the changelog sets is no longer shadowed by a write of this worker
-        that was never persisted (the changelog's value is the newer one).
+    def apply_records(self, keys: list[bytes | None], values: list[bytes | None],
+                      last_offset: int, decode_key: Decoder, decode_value: Decoder,
+                      decode_keys: ListDecoder | None = None,
+                      decode_values: ListDecoder | None = None) -> None:
+        """Recovery: write changelog records as they are (bytes), without the log.
+
+        Only the last record of each key is written. A key the changelog sets is
+        no longer shadowed by a write of this worker that was never persisted
+        (the changelog's value is the newer one). ``last_offset`` becomes durable
+        at the next :meth:`_sync` (see the module docstring).
         """
         from rocksdict import WriteBatch
 
+        applied = len(keys)
+        # Each key's last value (keys are distinct in RocksDB: their order is free).
+        latest: dict[Any, bytes | None] = dict(zip(keys, values, strict=True))
+        latest.pop(None, None)  # no record without a key is stored
         if self._pending or self._flushing:
-            for message in messages:
-                if message.key is not None:
-                    key = decode_key(message.key)
-                    self._pending.pop(key, None)
-                    if self._flushing:
-                        self._flushing.pop(key, None)
+            for raw_key in latest:
+                key = decode_key(raw_key)
+                self._pending.pop(key, None)
+                if self._flushing:
+                    self._flushing.pop(key, None)
         batch = WriteBatch(raw_mode=True)
-        for message in messages:
-            if message.key is None:
-                continue
-            if message.value is None:
-                batch.delete(message.key)
+        put, delete = batch.put, batch.delete
+        # In key order: RocksDB inserts sorted keys into its memtable faster.
+        for raw_key, raw_value in sorted(latest.items()):
+            if raw_value is None:
+                delete(raw_key)
             else:
-                batch.put(message.key, message.value)
-        if messages:
-            offset = messages[-1].offset
-            batch.put(_OFFSET_KEY, str(offset).encode(), self._meta)
-        self._db.write(batch)
-        if messages:
-            self.changelog_offset = messages[-1].offset
+                put(raw_key, raw_value)
+        self._db.write(batch, self._no_log)
+        self.changelog_offset = last_offset
+        self._unsynced += applied
+        if self._unsynced >= SYNC_EVERY:
+            self._sync()
+
+    def _sync(self) -> None:
+        """Flush what was written without the log to table files, then write its offset."""
+        from rocksdict import WriteBatch
+
+        self._db.flush(True)
+        self._unsynced = 0
+        if self.changelog_offset is not None:
+            batch = WriteBatch(raw_mode=True)
+            batch.put(_OFFSET_KEY, str(self.changelog_offset).encode(), self._meta)
+            self._db.write(batch)
 
     def close(self) -> None:
         """Release the database (not-persisted writes are lost: the changelog has them)."""
         db = getattr(self, "_db", None)
         if db is None:
             return
+        if self._unsynced:
+            self._sync()
         del self._meta
         self._db = None  # type: ignore[assignment]
         db.close()

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable
+from itertools import groupby
+from operator import attrgetter
 
 from ...types import TP, Message
 
 __all__ = ["FetchBuffer"]
+
+#: A message's (topic, partition), equal to its ``TP`` (a tuple) without building one.
+_TP_OF = attrgetter("topic", "partition")
 
 
 class FetchBuffer:
@@ -60,14 +65,14 @@ class FetchBuffer:
         return out
 
     def _hold_paused(self, chunk: list[Message]) -> list[Message]:
+        # Fetched batches hold long runs of one partition: decide per run.
         paused = self.paused
         keep: list[Message] = []
-        for m in chunk:
-            tp = TP(m.topic, m.partition)
-            if tp in paused:
-                self._held.setdefault(tp, []).append(m)
+        for key, run in groupby(chunk, _TP_OF):
+            if key in paused:
+                self._held.setdefault(TP(*key), []).extend(run)
             else:
-                keep.append(m)
+                keep.extend(run)
         return keep
 
     def pause(self, tps: Iterable[TP]) -> None:

@@ -148,7 +148,11 @@ class KafkaConsumer:
         batch_size: int = 10_000,
         max_pending_batches: int = 2,
         request_timeout_s: float = 30.0,
+        convert: Callable[[list[RawMessage]], tuple[list[Any], list[KafkaError]]] = _convert,
     ) -> None:
+        """``convert`` turns each fetched batch into what ``getmany`` returns, on the
+        consumer thread: Messages by default (anything else must have ``topic`` and
+        ``partition`` attributes, as the buffer's pause and seek handling reads them)."""
         cfg = dict(CONSUMER_DEFAULTS)
         cfg.update(config)
         # librdkafka wants a group.id even for manual assignment; such a
@@ -158,6 +162,7 @@ class KafkaConsumer:
         self.group_id = group_id
         self._consumer = Consumer(cfg)
         self._batch_size = batch_size
+        self._convert = convert
         self._max_pending = max_pending_batches
         self._timeout_s = request_timeout_s
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -484,6 +489,7 @@ class KafkaConsumer:
         assert loop is not None
         cond = self._cond
         batch_size, max_pending = self._batch_size, self._max_pending
+        convert = self._convert
         try:
             while True:
                 with cond:
@@ -512,7 +518,7 @@ class KafkaConsumer:
                     raws = consumer.consume(1, _BLOCK_S)
                     if not raws:
                         continue
-                batch, errors = _convert(raws)
+                batch, errors = convert(raws)
                 if batch:
                     with cond:
                         self._pending += 1

@@ -115,11 +115,11 @@ class KafkaTransport:
         """A consumer of ``group_id`` (``None``: manual ``assign()`` only).
 
         ``config`` may also carry the consumer's named options ``batch_size``,
-        ``max_pending_batches`` and ``request_timeout_s``.
+        ``max_pending_batches``, ``request_timeout_s`` and ``convert``.
         """
         named = {
             k: config.pop(k)
-            for k in ("batch_size", "max_pending_batches", "request_timeout_s")
+            for k in ("batch_size", "max_pending_batches", "request_timeout_s", "convert")
             if k in config
         }
         cfg = self.client_config(
