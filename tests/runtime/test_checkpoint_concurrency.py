@@ -92,10 +92,14 @@ class CheckpointWatch(Sensor):
 
 @pytest.mark.kafka
 async def test_on_kafka_commits_follow_deliveries_while_fetching_goes_on(
-    kafka_url: str, unique: Callable[[str], str],
+    kafka_bootstrap: str, unique: Callable[[str], str],
 ) -> None:
-    """Real Kafka, a producer lingering 500 ms (each delivery takes that long):
-    checkpoints overlap fetching, and no committed offset passes an undelivered send."""
+    """Real Kafka, the worker's producer lingering 500 ms (each delivery takes that
+    long) and input arriving steadily from another producer: checkpoints overlap
+    fetching, and no committed offset passes an undelivered send."""
+    from confluent_kafka import Producer
+
+    kafka_url = f"kafka://{kafka_bootstrap}"
     app = faust.App(unique("overlap"), broker=kafka_url, broker_commit_every=200,
                     broker_commit_interval=0.2, producer_linger_ms=500)
     source = app.topic(unique("in"), partitions=2, value_serializer="raw")
@@ -114,11 +118,17 @@ async def test_on_kafka_commits_follow_deliveries_while_fetching_goes_on(
 
     watch = CheckpointWatch(app, sends)
     app.sensors.add(watch)
+    feed = Producer({"bootstrap.servers": kafka_bootstrap, "linger.ms": 0})
     async with app.running():
+        await source.declare()
+        # ~3 s of input, 200 events every 0.1 s: it keeps arriving while the
+        # checkpoints (each at least one 500 ms linger long) wait.
         for i in range(total):
-            await source.send(value=b"%d" % i)
-            if i % 500 == 499:
-                await asyncio.sleep(0.1)  # input keeps arriving across checkpoints
+            feed.produce(source.get_topic_name(), b"%d" % i, partition=i % 2)
+            if i % 200 == 199:
+                feed.poll(0)
+                await asyncio.sleep(0.1)
+        assert await asyncio.to_thread(feed.flush, 30) == 0
         await eventually(lambda: processed == total, timeout=60, message="every event")
         await app.commit()
         committed = dict(app.conductor.tracker.committed)
