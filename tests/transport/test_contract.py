@@ -306,6 +306,37 @@ async def test_assign_starts_every_partition_unpaused(kit: Kit) -> None:
         (p0, 2), (p0, 3), (p0, 4), (p1, 3), (p1, 4)]
 
 
+async def test_stop_hands_partitions_back_through_on_revoke_which_may_commit(
+    kit: Kit,
+) -> None:
+    """As a Kafka consumer's close(): stopping revokes the assignment, and the revoke
+    callback can still commit (a worker's last checkpoint runs there)."""
+    (topic,) = await kit.topics(1)
+    tp = TP(topic, 0)
+    group = kit.name("group")
+    producer = await kit.producer()
+    for i in range(5):
+        producer.send_soon(topic, None, b"%d" % i)
+    await producer.flush()
+    revoked: list[set[TP]] = []
+    consumer = await kit.consumer(group)
+
+    async def commit_on_revoke(tps: set[TP]) -> None:
+        revoked.append(tps)
+        await consumer.commit({tp: 5})
+
+    consumer.subscribe([topic], on_assign=_ignore, on_revoke=commit_on_revoke)
+    assert len(await drain(consumer, 5)) == 5
+    await consumer.stop()
+    assert revoked == [{tp}]
+
+    after = await kit.consumer(group)
+    try:
+        assert await after.committed([tp]) == {tp: 5}
+    finally:
+        await after.stop()
+
+
 async def test_stop_is_idempotent_and_producer_stop_delivers(
     transport: TransportT, kit: Kit
 ) -> None:

@@ -56,6 +56,8 @@ class MemoryConsumer:
         self._manual = False
         self._started = False
         self._stopped = False
+        #: In stop(), between its start and the revoke callback's end (commits still allowed).
+        self._closing = False
         self._joined = False
         #: Assigned partitions in fetch order, with their logs and read positions.
         self._logs: dict[TP, PartitionLog] = {}
@@ -127,9 +129,9 @@ class MemoryConsumer:
             self._fetchable = True
 
     async def stop(self) -> None:
-        if self._stopped:
+        if self._stopped or self._closing:
             return
-        self._stopped = True
+        self._closing = True
         self._fetchable = False
         coordinator, self._coordinator = self._coordinator, None
         if coordinator is not None and coordinator is not asyncio.current_task():
@@ -141,6 +143,9 @@ class MemoryConsumer:
             if self._holding and self._on_revoke is not None:
                 await self._on_revoke(set(self._logs))
         finally:
+            # Stopped only now: like a Kafka consumer's close(), the revoke callback
+            # above may still commit its offsets.
+            self._stopped = True
             self._leave_group()
             self._set_assignment({})
             if self._fetch_waker is not None:
