@@ -271,7 +271,9 @@ def _ints(text: str) -> list[int]:
     return values
 
 
-def _csv(allowed: tuple[str, ...]) -> Callable[[str], list[str]]:
+def csv_choices(allowed: tuple[str, ...]) -> Callable[[str], list[str]]:
+    """An argparse type: a comma-separated list of some of ``allowed``."""
+
     def parse(text: str) -> list[str]:
         items = [t.strip() for t in text.split(",") if t.strip()]
         bad = [t for t in items if t not in allowed]
@@ -284,9 +286,9 @@ def _csv(allowed: tuple[str, ...]) -> Callable[[str], list[str]]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.latency", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--systems", type=_csv(SYSTEMS), default=["fluvial", "quix"],
+    parser.add_argument("--systems", type=csv_choices(SYSTEMS), default=["fluvial", "quix"],
                         help="comma-separated: fluvial,quix,faust (default fluvial,quix)")
-    parser.add_argument("--only", dest="pipelines", type=_csv(PIPELINES),
+    parser.add_argument("--only", dest="pipelines", type=csv_choices(PIPELINES),
                         default=list(PIPELINES), help="comma-separated: plain,table")
     parser.add_argument("--results", type=Path, default=WORK / "latency.json")
     add_arguments(parser)

@@ -43,7 +43,6 @@ import shutil
 import sys
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
@@ -272,25 +271,16 @@ def _env(system: str, transport: str, bootstrap: str, bench: dict[str, str]) -> 
     return {**env, **bench}
 
 
-def _csv(allowed: tuple[str, ...]) -> Callable[[str], list[str]]:
-    def parse(text: str) -> list[str]:
-        items = [t.strip() for t in text.split(",") if t.strip()]
-        bad = [t for t in items if t not in allowed]
-        if bad or not items:
-            raise argparse.ArgumentTypeError(f"choose from {', '.join(allowed)}; got {text!r}")
-        return items
-    return parse
-
-
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--systems", type=_csv(SYSTEMS), default=list(SYSTEMS),
+    p.add_argument("--systems", type=latency.csv_choices(SYSTEMS), default=list(SYSTEMS),
                    help="comma-separated: fluvial,faust,quix (default: all)")
-    p.add_argument("--only", dest="pipelines", type=_csv(PIPELINES), default=list(PIPELINES),
+    p.add_argument("--only", dest="pipelines", type=latency.csv_choices(PIPELINES),
+                   default=list(PIPELINES),
                    help="comma-separated pipelines: plain,table,table-eos,plain-avro,"
                         "table-avro (default: all)")
-    p.add_argument("--transports", type=_csv(TRANSPORTS), default=list(TRANSPORTS),
+    p.add_argument("--transports", type=latency.csv_choices(TRANSPORTS), default=list(TRANSPORTS),
                    help="comma-separated: memory,kafka (default: both; memory is fluvial only)")
     p.add_argument("--events", type=int, default=0,
                    help="N for every run (default: per system and pipeline, see DEFAULT_EVENTS)")
@@ -301,7 +291,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--timeout", type=float, default=300.0,
                    help="seconds each run may take, startup included (default 300)")
     p.add_argument("--results", type=Path, default=WORK / "results.json")
-    p.add_argument("--sensors", type=_csv(SENSORS), default=["monitor"],
+    p.add_argument("--sensors", type=latency.csv_choices(SENSORS), default=["monitor"],
                    help="fluvial on memory://, comma-separated: none,monitor,prometheus "
                         "(default: monitor, a worker as it comes)")
     p.add_argument("--no-latency", dest="latency", action="store_false",
