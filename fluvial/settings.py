@@ -205,6 +205,12 @@ class Settings:
     consumer_group_instance_id: str | None = None
     #: Bytes fetched per partition at most (``max.partition.fetch.bytes``); None: 16 MB.
     consumer_max_fetch_size: int | None = None
+    #: Bytes of fetched message payloads a consumer queues ahead of processing, all
+    #: partitions together (``queued.max.messages.kbytes``); None: 128 MB.
+    consumer_prefetch_size: int | None = None
+    #: Messages per partition a consumer fetches ahead of processing at most
+    #: (``queued.min.messages``); None: 200,000.
+    consumer_prefetch_records: int | None = None
     key_serializer: str = "raw"
     value_serializer: str = "json"
     #: Serve HTTP (views, table routes, websockets, /metrics) from every worker.
@@ -258,6 +264,9 @@ class Settings:
     producer_max_batch_size: int | None = None
     #: Seconds a message may wait for delivery, retries included (``message.timeout.ms``).
     producer_request_timeout: float | None = None
+    #: Bytes of messages the producer queues before ``send`` waits for room
+    #: (``queue.buffering.max.kbytes``); None: 1 GB.
+    producer_buffer_memory: int | None = None
     #: Import these packages' modules at start so their agents register: True (the
     #: ``origin`` package), a list of package names, or a function returning one.
     autodiscover: Any = False
@@ -319,7 +328,9 @@ class Settings:
             object.__setattr__(self, "name", self.id)
         for name in ("topic_partitions", "topic_replication_factor", "stream_buffer_maxsize",
                      "version", "broker_commit_every", "broker_max_poll_records",
-                     "consumer_max_fetch_size", "producer_max_request_size",
+                     "consumer_max_fetch_size", "consumer_prefetch_size",
+                     "consumer_prefetch_records", "producer_buffer_memory",
+                     "producer_max_request_size",
                      "producer_max_batch_size", "web_live_queue_size"):
             value = getattr(self, name)
             if value is not None and value < 1:

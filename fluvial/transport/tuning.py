@@ -35,6 +35,10 @@ def consumer_settings(conf: Settings) -> dict[str, Any]:
     config: dict[str, Any] = {}
     if conf.consumer_max_fetch_size is not None:
         config["max.partition.fetch.bytes"] = conf.consumer_max_fetch_size
+    if conf.consumer_prefetch_size is not None:
+        config["queued.max.messages.kbytes"] = -(-conf.consumer_prefetch_size // 1024)
+    if conf.consumer_prefetch_records is not None:
+        config["queued.min.messages"] = conf.consumer_prefetch_records
     if conf.broker_check_crcs is not None:
         config["check.crcs"] = conf.broker_check_crcs
     return config
@@ -55,6 +59,8 @@ def producer_settings(conf: Settings) -> dict[str, Any]:
         config["message.max.bytes"] = conf.producer_max_request_size
     if conf.producer_max_batch_size is not None:
         config["batch.size"] = conf.producer_max_batch_size
+    if conf.producer_buffer_memory is not None:
+        config["queue.buffering.max.kbytes"] = -(-conf.producer_buffer_memory // 1024)
     if conf.producer_request_timeout is not None:
         config["message.timeout.ms"] = _ms(conf.producer_request_timeout)
     return config

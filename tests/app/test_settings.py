@@ -227,6 +227,8 @@ TUNING = {
     "producer_compression_type": "gzip", "producer_max_request_size": 2_000_000,
     "producer_max_batch_size": 65_536, "producer_request_timeout": 60,
     "producer_linger": 0.02, "consumer_max_fetch_size": 4_194_304,
+    "consumer_prefetch_size": 16_000_000, "consumer_prefetch_records": 20_000,
+    "producer_buffer_memory": 64 * 1024 * 1024,
     "broker_request_timeout": 45, "broker_metadata_max_age": 120,
     "broker_connections_max_idle": 300, "broker_check_crcs": True,
 }
@@ -236,8 +238,12 @@ def test_tuning_maps_to_librdkafka_names() -> None:
     conf = Settings.from_sources("a", TUNING, environ={})
     assert producer_settings(conf) == {
         "linger.ms": 20, "acks": "all", "compression.type": "gzip",
-        "message.max.bytes": 2_000_000, "batch.size": 65_536, "message.timeout.ms": 60_000}
+        "message.max.bytes": 2_000_000, "batch.size": 65_536, "message.timeout.ms": 60_000,
+        "queue.buffering.max.kbytes": 65_536}
+    # Bytes become librdkafka's kilobytes, rounded up (never below what was asked).
     assert consumer_settings(conf) == {"max.partition.fetch.bytes": 4_194_304,
+                                       "queued.max.messages.kbytes": 15_625,
+                                       "queued.min.messages": 20_000,
                                        "check.crcs": True}
     assert client_settings(conf) == {"socket.timeout.ms": 45_000,
                                      "metadata.max.age.ms": 120_000,

@@ -34,6 +34,9 @@ from .transactions import TransactionalKafkaProducer
 
 __all__ = ["KafkaTransport"]
 
+#: How long a topic just created may take to show in every broker's metadata.
+LISTED_TIMEOUT_S = 30.0
+
 #: librdkafka 2.x aborts the process (assertion on a freed request in its coordinator
 #: lookup) when a group-describe request times out while the group's coordinator is
 #: down and the broker then comes back: seen in a broker-kill fault run. A long timeout
@@ -188,6 +191,32 @@ class KafkaTransport:
             raise TransportError("Could not create topics: " + "; ".join(errors))
         if raced:
             counts.update(await self.partition_counts(raced))
+        await self._until_listed({s.name: s.partitions for s in specs if s.name not in raced})
+
+    async def _until_listed(self, created: dict[str, int]) -> None:
+        """Wait until the cluster's metadata lists the ``created`` topics whole.
+
+        The controller acknowledges a creation before every broker's metadata
+        has the topic: a metadata request answered by another broker meanwhile
+        (the next ``partition_counts``, a producer's first send) would say it
+        does not exist.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + LISTED_TIMEOUT_S
+        while created:
+            topics = (await self._metadata()).topics
+            for name in [n for n, want in created.items()
+                         if (t := topics.get(n)) is not None and t.error is None
+                         and len(t.partitions) == want]:
+                del created[name]
+            if not created:
+                return
+            if loop.time() >= deadline:
+                raise TransportError(
+                    f"Created topics {sorted(created)}, but the brokers' metadata still does "
+                    f"not list them whole after {LISTED_TIMEOUT_S:.0f} s: is every broker "
+                    "of the cluster reachable?")
+            await asyncio.sleep(0.05)
 
     def declare_now(self, specs: Sequence[TopicSpec], *, check: bool = True) -> bool:
         """Never at once: creating a topic is a round trip to the controller."""
