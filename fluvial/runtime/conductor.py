@@ -252,6 +252,7 @@ class Conductor:
         checkpoints = self.checkpoints
         checkpoints.every = self.app.conf.broker_commit_every
         flow = self.app.flow_control
+        tracker = ctx.offsets
         try:
             while True:
                 if ctx.rejoin_reason is not None:
@@ -273,6 +274,7 @@ class Conductor:
                 if messages:
                     self.dispatch(messages)
                     checkpoints.fetched(len(messages))
+                tracker.advance()
                 if checkpoints.due:
                     # Exactly-once: in the fetch loop, not beside it, since a
                     # transaction holds whole events: nothing new comes in while

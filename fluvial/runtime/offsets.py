@@ -34,18 +34,30 @@ class OffsetTracker:
         for message in messages:
             parts[message.partition].append(message)
 
+    def advance(self) -> None:
+        """Pop the processed prefix of every partition into :attr:`processed`.
+
+        The fetch loop calls this every round, so the messages held are those
+        not processed yet (and those after them), not all since the last
+        checkpoint: memory stays bounded by the buffers while a checkpoint waits
+        for its deliveries.
+        """
+        processed = self.processed
+        for topic, parts in self._parts.items():
+            for partition, queue in parts.items():
+                if not queue or not queue[0].acked:
+                    continue
+                last = queue.popleft()
+                while queue and queue[0].acked:
+                    last = queue.popleft()
+                processed[TP(topic, partition)] = last.offset + 1
+
     def committable(self) -> dict[TP, int]:
         """Pop the processed prefix of every partition; return the offsets to commit
         (processed and not committed yet, including an earlier call's whose commit
         did not happen)."""
+        self.advance()
         processed = self.processed
-        for topic, parts in self._parts.items():
-            for partition, queue in parts.items():
-                last = None
-                while queue and queue[0].acked:
-                    last = queue.popleft()
-                if last is not None:
-                    processed[TP(topic, partition)] = last.offset + 1
         committed = self.committed
         return {tp: offset for tp, offset in processed.items()
                 if committed.get(tp, -1) < offset}
@@ -63,7 +75,7 @@ class OffsetTracker:
 
     def positions(self) -> dict[TP, int]:
         """The next offset to read of every partition tracked or committed."""
-        positions = dict(self.committed)
+        positions = {**self.committed, **self.processed}
         for topic, parts in self._parts.items():
             for partition, queue in parts.items():
                 if queue:

@@ -83,3 +83,23 @@ def test_in_flight_counts_messages_streams_still_hold() -> None:
     assert tracker.in_flight({T0}, {id(queued): 1}) == 1
     taken.release()
     assert tracker.in_flight({T0}, {id(queued): 1}) == 0
+
+
+def test_advance_lets_go_of_processed_messages_and_keeps_their_offsets() -> None:
+    """The fetch loop advances every round: a processed message is not held until
+    the next checkpoint, yet that checkpoint commits past it."""
+    tracker = OffsetTracker()
+    messages = fetched(0, 0, 1, 2)
+    tracker.track("t", messages)
+    messages[0].release()
+    messages[1].release()
+    tracker.advance()
+    assert tracker.pending() == 1, "only the unprocessed message is still held"
+    assert tracker.positions() == {T0: 3}
+    messages[2].release()
+    tracker.advance()
+    assert tracker.pending() == 0
+    assert tracker.positions() == {T0: 3}, "read up to 2 although nothing is held"
+    assert tracker.committable() == {T0: 3}
+    tracker.committed.update({T0: 3})
+    assert tracker.committable() == {}

@@ -69,6 +69,9 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
     "max.partition.fetch.bytes": 16 * 1024 * 1024,
     "queued.min.messages": 200_000,
     "queued.max.messages.kbytes": 131_072,
+    # With the prefetch queue full, librdkafka waits this long before it fetches
+    # again (1 s by default): long enough to empty a small queue and idle.
+    "fetch.queue.backoff.ms": 10,
 }
 
 #: How long the thread blocks in one ``consume()`` when nothing is queued; it
