@@ -493,7 +493,7 @@ class App:
         not only those of ``topics`` (accepted as in Faust). False outside a worker."""
         if not self.started or self.group_consumer is None:
             return False
-        await self.conductor.checkpoint()
+        await self.conductor.checkpoints.checkpoint()
         return True
 
     def _origin_package(self) -> str | None:
@@ -513,7 +513,7 @@ class App:
         worker subscribes to; the group gives it to exactly one of them.
         False outside a worker, and during a rebalance that took it away.
         """
-        return self.conductor.leader
+        return self.conductor.rebalance.leader
 
     # -- sending -----------------------------------------------------------------
 

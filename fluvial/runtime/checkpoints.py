@@ -21,6 +21,7 @@ from ..clock import wait_within
 from ..exceptions import (
     ConsumerFailed,
     GroupMembershipLost,
+    GroupRebalancing,
     ProducerError,
     ProducerFenced,
     TransactionAborted,
@@ -148,7 +149,8 @@ class Checkpoints:
         ctx = self.ctx
         generation = ctx.generation
         offsets = self.committable()
-        await self._check_membership()
+        if not await self._check_membership():
+            return  # a rebalance began: its revoke checkpoints (this one is void)
         if generation != ctx.generation or ctx.rejoin_reason is not None:
             return  # re-joined or lost meanwhile: nothing of this is committed
         ctx.tables.flush_changelogs()
@@ -171,6 +173,11 @@ class Checkpoints:
         if offsets and consumer is not None:
             try:
                 await consumer.commit(offsets)
+            except GroupRebalancing as exc:
+                # Cut short by a rebalance; its revoke checkpoints (and commits)
+                # the partitions it takes away, the next checkpoint the others.
+                logger.info("Offsets not known to be committed: %s", exc)
+                return
             except GroupMembershipLost as exc:
                 # A zombie (stopped past its session timeout) or a rebalance:
                 # not fatal, the group hands the partitions out again.
@@ -199,7 +206,7 @@ class Checkpoints:
             tracker.processed.pop(tp, None)
         return offsets
 
-    async def _check_membership(self) -> None:
+    async def _check_membership(self) -> bool:
         """At-least-once, before table changelogs go out: make sure the group still
         counts this worker as a member, by committing again what it committed last.
 
@@ -207,14 +214,17 @@ class Checkpoints:
         pause, a VM stall) would otherwise write its stale table values after its
         partitions' new owner wrote newer ones, and the changelog keeps the last.
         Raises :class:`ConsumerFailed`: the worker drops its uncommitted table
-        writes and re-joins.
+        writes and re-joins. False when a rebalance cut the check short: the
+        checkpoint is given up (the rebalance's revoke checkpoints).
         """
         ctx = self.ctx
         consumer = ctx.consumer
         if consumer is None or not ctx.offsets.committed or not len(ctx.tables):
-            return
+            return True
         try:
             await consumer.commit(dict(ctx.offsets.committed))
+        except GroupRebalancing:
+            return False
         except GroupMembershipLost as exc:
             raise ConsumerFailed(
                 f"the group moved on without this worker ({exc}); its table writes since "
@@ -224,6 +234,7 @@ class Checkpoints:
             # stopping): the changelogs go out, the checkpoint's own commit decides.
             logger.warning("Could not check that the group still counts this worker as a "
                            "member before its table changelogs go out (%s)", exc)
+        return True
 
     async def _commit_transaction(self, *, final: bool) -> None:
         assert self.transactions is not None and self.transactions.producer is not None

@@ -27,9 +27,7 @@ from ..types import TP, ConsumerT, Message
 from .checkpoints import Checkpoints
 from .context import WorkerContext
 from .deadletter import dead_letter, position, shorten
-from .offsets import OffsetTracker
 from .rebalance import Rebalance, RebalanceHooks, leader_topic
-from .transactions import Transactions
 
 if TYPE_CHECKING:
     from ..app import App
@@ -112,53 +110,9 @@ class Conductor:
         return self.ctx.consumer
 
     @property
-    def tracker(self) -> OffsetTracker:
-        """Which fetched offsets are processed and committed."""
-        return self.ctx.offsets
-
-    @property
     def error(self) -> BaseException | None:
         """The error the worker stops on."""
         return self.ctx.error
-
-    @property
-    def transactions(self) -> Transactions | None:
-        """Exactly-once: the worker's transactional producer (``None`` at least once)."""
-        return self.checkpoints.transactions
-
-    @transactions.setter
-    def transactions(self, transactions: Transactions | None) -> None:
-        self.checkpoints.transactions = transactions
-
-    @property
-    def leader(self) -> bool:
-        """Whether this worker holds partition 0 of the leader topic (``app.is_leader()``)."""
-        return self.rebalance.leader
-
-    @property
-    def rejoins(self) -> int:
-        """Times this worker re-joined its group after a fencing or a failed consumer."""
-        return self.rebalance.rejoins
-
-    def use_transactions(self, transactions: Transactions) -> None:
-        """Exactly-once: checkpoints commit transactions of ``transactions.producer``."""
-        self.checkpoints.use_transactions(transactions)
-
-    def set_leader(self, leader: bool) -> None:
-        """Become (or stop being) the leader: ``on_leader`` tasks start (or stop)."""
-        self.rebalance.set_leader(leader)
-
-    async def checkpoint(self, *, final: bool = False) -> None:
-        """Checkpoint now (see :meth:`.checkpoints.Checkpoints.checkpoint`)."""
-        await self.checkpoints.checkpoint(final=final)
-
-    async def run_checkpoints(self) -> None:
-        """The checkpoint task (see :meth:`.checkpoints.Checkpoints.run`)."""
-        await self.checkpoints.run(self.app.conf.commit_interval_s)
-
-    async def rejoin(self, reason: ProducerFenced | ConsumerFailed) -> None:
-        """Drop what was not committed and re-join (see :meth:`.rebalance.Rebalance.rejoin`)."""
-        await self.rebalance.rejoin(reason)
 
     # -- subscriptions -------------------------------------------------------
 

@@ -55,7 +55,7 @@ async def start_app(app: App) -> None:
         # Before the agents start: streams keep the producer they first see.
         transactions = Transactions(app)
         await app.replace_producer(await transactions.start())
-        app.conductor.use_transactions(transactions)
+        app.conductor.checkpoints.use_transactions(transactions)
     for agent in app.agents.values():
         await agent.start()
     # Agent bodies run up to their first wait, creating group_by/through topics.
@@ -88,7 +88,8 @@ async def start_app(app: App) -> None:
         await app.tables.start_standby()
         consumer = await create_group_consumer(app)
         app.add_background_task(app.conductor.run(consumer), "conductor")
-        app.add_background_task(app.conductor.run_checkpoints(), "checkpoints")
+        checkpoints = app.conductor.checkpoints
+        app.add_background_task(checkpoints.run(conf.commit_interval_s), "checkpoints")
         app.add_background_task(app.membership.run(), "membership")
         app.add_background_task(watch_processing(app), "processing-watchdog")
     await app.tables.start_global_tailing()
@@ -139,12 +140,12 @@ async def stop_app(app: App) -> None:
         return
     await _bounded(app.on_before_shutdown.send(), "on_before_shutdown receivers", app)
     app.scheduler.stop()
-    app.conductor.set_leader(False)
+    app.conductor.rebalance.set_leader(False)
     background = list(app._background)
     for task in background:
         task.cancel()
     await _bounded(_cancelled(background), "background tasks", app)
-    if app.conductor.transactions is not None:
+    if app.conductor.checkpoints.transactions is not None:
         # Let the actors finish the events they hold (not the buffered ones), so
         # the final transaction holds whole events.
         await _bounded(app.conductor.settle(), "finishing events in flight", app)
@@ -156,7 +157,8 @@ async def stop_app(app: App) -> None:
     consumer = app.group_consumer
     try:
         if app.fatal_error is None or consumer is not None:
-            await _bounded(app.conductor.checkpoint(final=True), "final checkpoint", app)
+            await _bounded(app.conductor.checkpoints.checkpoint(final=True), "final checkpoint",
+                           app)
     except ProducerFenced as exc:
         logger.warning("Final checkpoint fenced, nothing of it is committed (another worker "
                        "took over): %s", exc)
@@ -173,7 +175,7 @@ async def stop_app(app: App) -> None:
     app.started = False
     if app.recent_errors is not None:
         logging.getLogger("fluvial").removeHandler(app.recent_errors)
-    app.conductor.transactions = None
+    app.conductor.checkpoints.transactions = None
     await _bounded(app.close(), "producer and transport", app)
 
 

@@ -35,7 +35,7 @@ async def watch_processing(app: App) -> None:
     while True:
         await app.clock.sleep(interval)
         now = time.monotonic()
-        current = app.conductor.tracker.oldest_unprocessed()
+        current = app.conductor.ctx.offsets.oldest_unprocessed()
         for tp in list(heads):
             if tp not in current:
                 del heads[tp]

@@ -271,9 +271,9 @@ class Monitor(Sensor):
             self.count_sends(app)
         if app is not None and app.started:
             conductor = app.conductor
-            self.messages_active = conductor.tracker.pending()
-            self.tp_read_offsets.update(conductor.tracker.positions())
-            self.tp_committed_offsets = dict(conductor.tracker.committed)
+            self.messages_active = conductor.ctx.offsets.pending()
+            self.tp_read_offsets.update(conductor.ctx.offsets.positions())
+            self.tp_committed_offsets = dict(conductor.ctx.offsets.committed)
 
     def count_sends(self, app: App) -> None:
         """Messages sent per topic, from the topics' own counters (no per-send hook)."""

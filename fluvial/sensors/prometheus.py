@@ -196,7 +196,7 @@ def _state_families(app: App) -> Iterator[Metric]:
     assigned.add_metric([], len(conductor.assignment()))
     yield assigned
     committed = _family("fluvial_committed_offset")
-    for tp, offset in sorted(conductor.tracker.committed.items()):
+    for tp, offset in sorted(conductor.ctx.offsets.committed.items()):
         committed.add_metric([tp.topic, str(tp.partition)], offset)
     yield committed
     decode_errors = _family("fluvial_decode_errors")
@@ -236,7 +236,7 @@ async def lag_by_partition(app: App) -> tuple[dict[TP, int], dict[TP, int]]:
         if consumer is not None and assignment:
             ends = await consumer.end_offsets(assignment)
             app.monitor.tp_end_offsets.update(ends)
-            positions = app.conductor.tracker.positions()
+            positions = app.conductor.ctx.offsets.positions()
             unknown = [tp for tp in assignment if tp not in positions]
             if unknown:
                 # Nothing read nor committed yet: where the consumer will start.

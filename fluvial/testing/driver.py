@@ -76,14 +76,14 @@ class TestDriver:
                 await asyncio.sleep(0)
             if app.fatal_error is not None:
                 raise app.fatal_error
-            await conductor.checkpoint()
+            await conductor.checkpoints.checkpoint()
             consumer = conductor.consumer
             if consumer is None or not conductor.topic_names:
                 return  # no group consumer, or one for the leader election only
             assigned = conductor.assignment()
             if assigned:
                 ends = await consumer.end_offsets(assigned)
-                committed = conductor.tracker.committed
+                committed = conductor.ctx.offsets.committed
                 caught_up = all(committed.get(tp, 0) >= end for tp, end in ends.items() if end)
                 if caught_up and not any(len(b) for b in conductor.buffers()):
                     return

@@ -53,7 +53,7 @@ async def test_agent_processes_every_event_and_commits(
         for i in range(200):
             await topic.send(key=f"k{i}".encode(), value=Order(account_id=f"a{i % 7}", amount=i))
         await eventually(lambda: len(seen) == 200, message="200 orders")
-        await app.conductor.checkpoint()
+        await app.conductor.checkpoints.checkpoint()
     assert sorted(o.amount for o in seen) == list(range(200))
     assert all(isinstance(o, Order) for o in seen)
     offsets = await committed(app, topic.get_topic_name(), 4)
@@ -113,11 +113,11 @@ async def test_commit_waits_for_every_stream(broker_url: str,
         for i in range(10):
             await topic.send(value=i, partition=0)
         await eventually(lambda: len(fast) == 10 and len(slow) == 5, message="fast done")
-        await app.conductor.checkpoint()
+        await app.conductor.checkpoints.checkpoint()
         assert (await committed(app, topic.get_topic_name(), 1))[0] == 5
         gate.set()
         await eventually(lambda: len(slow) == 10, message="slow done")
-        await app.conductor.checkpoint()
+        await app.conductor.checkpoints.checkpoint()
         assert (await committed(app, topic.get_topic_name(), 1))[0] == 10
 
 
@@ -142,7 +142,7 @@ async def test_concurrency_processes_all(broker_url: str, unique: Callable[[str]
         for i in range(60):
             await topic.send(value=i)
         await eventually(lambda: len(done) == 60, message="60 items")
-        await app.conductor.checkpoint()
+        await app.conductor.checkpoints.checkpoint()
     assert sorted(done) == list(range(60))
     assert peak > 1
     offsets = await committed(app, topic.get_topic_name(), 2)
@@ -168,7 +168,7 @@ async def test_crashing_agent_restarts_and_commits_go_on(
             for i in range(6):
                 await topic.send(value=i, partition=0)
             await eventually(lambda: len(seen) == 5, message="events after the crash")
-            await app.conductor.checkpoint()
+            await app.conductor.checkpoints.checkpoint()
             assert (await committed(app, topic.get_topic_name(), 1))[0] == 6
     assert seen == [0, 1, 2, 4, 5]
     assert fragile.crashes == 1
@@ -200,7 +200,7 @@ async def test_crashing_group_by_agent_restarts_and_commits_go_on(
             for i in range(10):
                 await topic.send(value=i, partition=0)
             await eventually(lambda: len(seen) == 8, message="events after the crashes")
-            await app.conductor.checkpoint()
+            await app.conductor.checkpoints.checkpoint()
             assert (await committed(app, topic.get_topic_name(), 1))[0] == 10
             agent = fragile.name.replace("<locals>", "_locals_")
             repartition = f"{agent}-{topic.get_topic_name()}-parity-repartition"
@@ -260,7 +260,7 @@ async def test_isolated_partitions_one_actor_per_partition(
         for i in range(30):
             await topic.send(value=i, partition=i % 3)
         await eventually(lambda: len(seen) == 30, message="30 events")
-        await app.conductor.checkpoint()
+        await app.conductor.checkpoints.checkpoint()
     assert sorted(seen) == list(range(30))
     assert set(actor_of) == {0, 1, 2}
     assert all(len(tasks) == 1 for tasks in actor_of.values())

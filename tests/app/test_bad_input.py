@@ -55,8 +55,8 @@ async def test_skip_logs_where_and_goes_on(
         async with app.running():
             await produce_raw(app, topic_name, [GOOD, BAD, GOOD])
             await eventually(lambda: len(seen) == 2)
-            await app.conductor.checkpoint()
-            assert app.conductor.tracker.committed[TP(topic_name, 0)] == 3
+            await app.conductor.checkpoints.checkpoint()
+            assert app.conductor.ctx.offsets.committed[TP(topic_name, 0)] == 3
     assert app.conductor.decode_errors == 1
     errors = [r.getMessage() for r in caplog.records if "Cannot decode" in r.getMessage()]
     assert errors and f"{topic_name}[0]@1" in errors[0] and "skip" in errors[0]
@@ -69,7 +69,7 @@ async def test_dead_letter_keeps_the_bytes(broker_url: str, unique: Callable[[st
     async with app.running():
         await produce_raw(app, topic_name, [BAD, GOOD])
         await eventually(lambda: len(seen) == 1)
-        await app.conductor.checkpoint()
+        await app.conductor.checkpoints.checkpoint()
         consumer = app.transport.create_consumer(None)
         await consumer.start()
         try:
@@ -96,8 +96,8 @@ async def test_stop_policy_stops_without_committing_past_it(
         await produce_raw(app, topic_name, [GOOD, BAD, GOOD])
         with pytest.raises(WorkerStopped, match=rf"{topic_name}\[0\]@1"):
             await asyncio.wait_for(app.wait_stopped(), 30)
-        await app.conductor.checkpoint()
-        assert app.conductor.tracker.committed.get(TP(topic_name, 0), 0) <= 1
+        await app.conductor.checkpoints.checkpoint()
+        assert app.conductor.ctx.offsets.committed.get(TP(topic_name, 0), 0) <= 1
 
 
 async def test_per_topic_policy_overrides_the_app() -> None:
@@ -152,8 +152,8 @@ async def test_a_pickle_asking_for_all_memory_is_a_decode_error(
         async with app.running():
             await produce_raw(app, topic_name, [pickled({"n": 1}), bomb, pickled({"n": 2})])
             await eventually(lambda: len(seen) == 2)
-            await app.conductor.checkpoint()
-            assert app.conductor.tracker.committed[TP(topic_name, 0)] == 3
+            await app.conductor.checkpoints.checkpoint()
+            assert app.conductor.ctx.offsets.committed[TP(topic_name, 0)] == 3
             assert app.fatal_error is None
     assert seen == [{"n": 1}, {"n": 2}]
     errors = [r.getMessage() for r in caplog.records if "Cannot decode" in r.getMessage()]
@@ -228,9 +228,9 @@ async def test_dead_letter_header_is_bounded(broker_url: str, unique: Callable[[
     async with app.running():
         await produce_raw(app, topic_name, [b"1", big, b"2"])
         await eventually(lambda: len(seen) == 2)
-        await app.conductor.checkpoint()
+        await app.conductor.checkpoints.checkpoint()
         assert app.fatal_error is None
-        assert app.conductor.tracker.committed[TP(topic_name, 0)] == 3
+        assert app.conductor.ctx.offsets.committed[TP(topic_name, 0)] == 3
         [dead] = await read_all(app, app.conf.dead_letter_topic_name, 1)
     assert dead.value == big
     error = dict(dead.headers)["fluvial-error"]
@@ -266,8 +266,8 @@ async def test_a_message_that_cannot_be_dead_lettered_stops_the_worker(
         assert producer.flush(30) == 0
         with pytest.raises(WorkerStopped, match=rf"{topic_name}\[0\]@1 not dead-lettered"):
             await asyncio.wait_for(app.wait_stopped(), 30)
-        await app.conductor.checkpoint()
-        assert app.conductor.tracker.committed.get(TP(topic_name, 0), 0) <= 1
+        await app.conductor.checkpoints.checkpoint()
+        assert app.conductor.ctx.offsets.committed.get(TP(topic_name, 0), 0) <= 1
     assert len(seen) == 1
 
 
@@ -286,8 +286,8 @@ async def test_stop_policy_processes_nothing_after_the_bad_message(
             with pytest.raises(WorkerStopped, match=rf"{topic_name}\[0\]@1"):
                 await asyncio.wait_for(app.wait_stopped(), 30)
             await asyncio.sleep(0.1)
-            await app.conductor.checkpoint()
-            assert app.conductor.tracker.committed.get(TP(topic_name, 0), 0) <= 1
+            await app.conductor.checkpoints.checkpoint()
+            assert app.conductor.ctx.offsets.committed.get(TP(topic_name, 0), 0) <= 1
     assert len(seen) == 1
     stopping = [r for r in caplog.records if "Stopping" in r.getMessage()]
     assert len(stopping) == 1

@@ -104,11 +104,11 @@ async def test_pipeline_output_and_table_exact(broker_url: str,
         for key, value in inputs:
             await src.send(key=key, value=value)
         await eventually(lambda: dict(counts.items()) == dict(expected), message="table exact")
-        await app.conductor.checkpoint()
+        await app.conductor.checkpoints.checkpoint()
         records = await read_committed(app, sink, 2)
         assert sorted(int(v) for _, v in records) == [v for _, v in inputs]
-        assert app.conductor.transactions is not None
-        assert app.conductor.transactions.fenced == 0
+        assert app.conductor.checkpoints.transactions is not None
+        assert app.conductor.checkpoints.transactions.fenced == 0
     # A new worker restores exactly the committed table and processes nothing again.
     app2, _, _, counts2, seen2 = build(name, source, sink, broker_url)
     async with app2.running():
@@ -231,8 +231,8 @@ async def test_fenced_worker_rejoins_and_nothing_duplicates(
             await feed(broker_url, source, first)
             await eventually(lambda: sum(counts1.values()) == len(first), message="first half")
             async with app2.running():
-                assert app1.conductor.transactions is not None
-                t1 = app1.conductor.transactions
+                assert app1.conductor.checkpoints.transactions is not None
+                t1 = app1.conductor.checkpoints.transactions
                 # The first worker learns it is fenced when its next transaction with
                 # records reaches the broker (an empty one commits locally).
                 await feed(broker_url, source, second)
@@ -372,7 +372,7 @@ async def test_worker_dropped_from_the_group_commits_nothing_of_what_it_held(
             assert consumer is not None
             consumer.expire_session()  # type: ignore[attr-defined]
             async with app_b.running():
-                await eventually(lambda: app_a.conductor.rejoins >= 1,
+                await eventually(lambda: app_a.conductor.rebalance.rejoins >= 1,
                                  message="the dropped worker re-joined")
                 thaw.set()
                 await eventually(lambda: total() == dict(expected), timeout=30,
@@ -423,7 +423,7 @@ async def test_offsets_of_partitions_not_assigned_are_never_committed(
         finally:
             await feeder.close()
         await eventually(lambda: seen["b"] == [1], message="B processed its event")
-        await app_b.conductor.checkpoint()
+        await app_b.conductor.checkpoints.checkpoint()
         consumer = app_a.group_consumer
         assert consumer is not None
         before = (await consumer.committed([theirs]))[theirs]
@@ -433,7 +433,7 @@ async def test_offsets_of_partitions_not_assigned_are_never_committed(
         with caplog.at_level(logging.WARNING, logger="fluvial.runtime.conductor"):
             app_a.conductor.dispatch([stray])
             await eventually(lambda: seen["a"] == [99], message="A processed the stray one")
-            await app_a.conductor.checkpoint()
+            await app_a.conductor.checkpoints.checkpoint()
         assert (await consumer.committed([theirs]))[theirs] == before
         assert (f"Not committing {theirs.topic}[{theirs.partition}] up to offset 8"
                 in caplog.text)

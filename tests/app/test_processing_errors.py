@@ -52,7 +52,7 @@ async def test_retry_processes_the_event_once_it_goes_through(
     async with app.running():
         await send_range(topic, 6)
         await eventually(lambda: len(seen) == 6, message="every event, 3 after two retries")
-        await app.conductor.checkpoint()
+        await app.conductor.checkpoints.checkpoint()
         assert (await committed(app, topic_name, 1))[0] == 6
         assert app.fatal_error is None
     assert seen == [0, 1, 2, 3, 4, 5]
@@ -68,8 +68,8 @@ async def test_retry_gives_up_by_stopping_without_committing_the_event(
         await send_range(topic, 6)
         with pytest.raises(WorkerStopped, match=rf"crashed on {topic_name}\[0\]@3"):
             await asyncio.wait_for(app.wait_stopped(), 30)
-        await app.conductor.checkpoint()
-        assert app.conductor.tracker.committed.get(TP(topic_name, 0), 0) <= 3
+        await app.conductor.checkpoints.checkpoint()
+        assert app.conductor.ctx.offsets.committed.get(TP(topic_name, 0), 0) <= 3
     assert seen == [0, 1, 2]
 
 
@@ -117,7 +117,7 @@ async def test_dead_letter_keeps_the_input_message_and_the_traceback(
         await topic.send(key=b"k3", value=3, partition=0, headers=[("trace", b"t-3")])
         await topic.send(key=b"k5", value=5, partition=0)
         await eventually(lambda: len(seen) == 2)
-        await app.conductor.checkpoint()
+        await app.conductor.checkpoints.checkpoint()
         assert (await committed(app, topic_name, 1))[0] == 3
         [dead] = await read_all(app, app.conf.dead_letter_topic_name, 1)
     assert (dead.key, dead.value) == (b"k3", b"3")
@@ -255,8 +255,9 @@ async def test_exactly_once_retry_starts_from_a_clean_state(
     async with app.running():
         await send_range(topic, 6)
         # Each event counted once in the end: the failed attempts' writes were aborted.
-        await eventually(lambda: app.conductor.rejoins == 2 and counted() == dict.fromkeys(
-            map(str, range(6)), 1), timeout=60, message="every event once, 3 retried twice")
+        await eventually(lambda: app.conductor.rebalance.rejoins == 2 and counted() ==
+                         dict.fromkeys(map(str, range(6)), 1), timeout=60,
+                         message="every event once, 3 retried twice")
         assert app.fatal_error is None
-        await app.conductor.checkpoint()
+        await app.conductor.checkpoints.checkpoint()
         assert max(counted().values()) == 1

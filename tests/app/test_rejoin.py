@@ -49,7 +49,7 @@ async def test_fenced_static_member_rejoins_instead_of_dying(
         await eventually(lambda: len(set(seen_a)) == 50, message="A processed the first 50")
         async with app_b.running():
             # B takes the instance id: A's consumer is fenced, fails, and A re-joins.
-            await eventually(lambda: app_a.conductor.rejoins >= 1, timeout=60,
+            await eventually(lambda: app_a.conductor.rebalance.rejoins >= 1, timeout=60,
                              message="A re-joined after its consumer failed")
             assert app_a.conductor.error is None and app_b.conductor.error is None
         # B is gone: A (re-joined) owns the partitions again and processes new events.

@@ -212,7 +212,7 @@ async def test_restart_restores_sessions_and_merges_later(
         for user, at in [("a", 0), ("b", 1), ("a", 50)]:
             await topic.send(key=user, value=user, timestamp=base + at)
         await eventually(lambda: sum(table.values()) == 3, message="three clicks counted")
-        await app.conductor.checkpoint()
+        await app.conductor.checkpoints.checkpoint()
         assert dict(table.items()) == {
             ("a", r(0, 0)): 1, ("a", r(50, 50)): 1, ("b", r(1, 1)): 1}
     assert closed == []
@@ -226,7 +226,7 @@ async def test_restart_restores_sessions_and_merges_later(
         await topic2.send(key="a", value="a", timestamp=base + 25)
         await eventually(lambda: dict(table2.items()) == {("a", r(0, 50)): 3, ("b", r(1, 1)): 1},
                          message="restored sessions merged")
-        await app2.conductor.checkpoint()
+        await app2.conductor.checkpoints.checkpoint()
         changelog = await read_changelog(app2, table2.changelog_topic_name, 4)
         tombstones = {tuple(json.loads(k)[1]) for k, v in changelog if v is None}
         assert tombstones == {r(0, 0), r(50, 50)}

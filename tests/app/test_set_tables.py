@@ -144,7 +144,7 @@ async def test_changelog_records_are_faust_set_deltas(
         for i, op in enumerate(steps, 1):
             await send_ops(topic, [op])
             await eventually(lambda i=i: len(seen) == i, message=f"operation {i}")  # type: ignore[misc]
-            await app.conductor.checkpoint()
+            await app.conductor.checkpoints.checkpoint()
             changelog = [m for m in await read_changelog(app, sets) if m.offset >= i - 1]
             batches.append([(json_loads(m.key), json_loads(m.value)) for m in changelog])
         changelog_name = sets.changelog_topic_name

@@ -123,12 +123,12 @@ async def test_noack_stream_commits_only_what_is_acked() -> None:
         for i in range(4):
             await topic.send(value=i)
         await eventually(lambda: len(held) == 4)
-        await app.conductor.checkpoint()
-        assert app.conductor.tracker.committed.get(TP("noack-numbers", 0)) is None
+        await app.conductor.checkpoints.checkpoint()
+        assert app.conductor.ctx.offsets.committed.get(TP("noack-numbers", 0)) is None
         held[0].ack()
         held[1].ack()
-        await app.conductor.checkpoint()
-        assert app.conductor.tracker.committed[TP("noack-numbers", 0)] == 2
+        await app.conductor.checkpoints.checkpoint()
+        assert app.conductor.ctx.offsets.committed[TP("noack-numbers", 0)] == 2
 
 
 async def test_channel_agents_in_memory() -> None:

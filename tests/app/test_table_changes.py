@@ -53,7 +53,7 @@ async def test_changes_are_reported_after_their_checkpoint_committed(
 
     def listener(changes: Sequence[TableChange]) -> None:
         # What the worker has committed and delivered when it reports the changes.
-        committed = dict(app.conductor.tracker.committed)
+        committed = dict(app.conductor.ctx.offsets.committed)
         for change in changes:
             value = -1 if change.deleted else change.value
             partition, offset = written[(change.key, value)]
@@ -75,24 +75,24 @@ async def test_changes_are_reported_after_their_checkpoint_committed(
         await eventually(lambda: len(written) == 3, message="three events")
         assert batches == []  # processed, not yet committed
         with caplog.at_level(logging.ERROR, logger="fluvial.tables.changes"):
-            await app.conductor.checkpoint()
+            await app.conductor.checkpoints.checkpoint()
         # Both writes of "a" since the last checkpoint are one change: the latest.
         assert batches == [[("a", 2, False), ("b", 5, False)]]
         assert "committed-change listener" in caplog.text and "a listener that fails" in caplog.text
 
         await feed(broker_url, source, [("a", -1), ("b", 6)])
         await eventually(lambda: len(written) == 5, message="five events")
-        await app.conductor.checkpoint()
+        await app.conductor.checkpoints.checkpoint()
         assert batches[1:] == [[("a", None, True), ("b", 6, False)]]
 
-        await app.conductor.checkpoint()  # nothing changed: nothing reported
+        await app.conductor.checkpoints.checkpoint()  # nothing changed: nothing reported
         assert len(batches) == 2
 
         latest.remove_committed_change_listener(listener)
         latest.remove_committed_change_listener(broken)
         await feed(broker_url, source, [("c", 7)])
         await eventually(lambda: len(written) == 6, message="six events")
-        await app.conductor.checkpoint()
+        await app.conductor.checkpoints.checkpoint()
         assert len(batches) == 2
         assert latest._flushed_changes is None  # nobody listens: nothing collected
     assert violations == []
@@ -220,13 +220,13 @@ async def test_no_change_of_an_aborted_transaction_is_reported(
         await feed(broker_url, source, first)
         await eventually(lambda: sum(v[1] for v in counts1.values()) == len(first),
                          message="first half")
-        await app1.conductor.checkpoint()
+        await app1.conductor.checkpoints.checkpoint()
         assert reported1  # the first half, committed by the first worker
         async with app2.running():
-            assert app1.conductor.transactions is not None
+            assert app1.conductor.checkpoints.transactions is not None
             await feed(broker_url, source, second)
-            await eventually(lambda: app1.conductor.transactions is not None
-                             and app1.conductor.transactions.fenced >= 1,
+            await eventually(lambda: app1.conductor.checkpoints.transactions is not None
+                             and app1.conductor.checkpoints.transactions.fenced >= 1,
                              message="first worker fenced")
             await eventually(lambda: final() == {f"k{i}": 80 for i in range(5)}, timeout=60,
                              message="the final counts reported")

@@ -42,7 +42,7 @@ async def test_a_tuple_key_restores_as_a_tuple(broker_url: str, unique: Callable
         for account in ("acct", "acct", "other"):
             await topic.send(value=account, partition=0)
         await eventually(lambda: len(seen) == 3)
-        await app.conductor.checkpoint()
+        await app.conductor.checkpoints.checkpoint()
     # A new worker of the same app restores the table from its changelog.
     again, topic, counts, seen = counting_app(name, broker_url, topic_name)
     async with again.running():

@@ -77,7 +77,7 @@ async def test_changelog_uses_faust_encoding(broker_url: str,
     async with app.running():
         await topic.send(value=Order(account_id="alice", product_id="p", amount=1, price=1.0))
         await eventually(lambda: len(seen) == 1, message="one order")
-        await app.conductor.checkpoint()
+        await app.conductor.checkpoints.checkpoint()
         changelog = counts.changelog_topic_name
         assert changelog == f"{app.conf.id}-order_count-changelog"
         consumer = app.transport.create_consumer(None)
@@ -160,7 +160,7 @@ async def test_offsets_are_committed_while_busy(broker_url: str,
             tps = {TP(name, 0), TP(name, 1)}
             await eventually(lambda: done > 2000, message="events flowing")
             await eventually(
-                lambda: sum(app.conductor.tracker.committed.get(tp, 0) for tp in tps) > 1000,
+                lambda: sum(app.conductor.ctx.offsets.committed.get(tp, 0) for tp in tps) > 1000,
                 message="offsets committed while the feed goes on",
             )
             assert not feeder.done()

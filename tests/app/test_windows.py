@@ -293,7 +293,7 @@ async def test_changelog_keys_and_restart(broker_url: str, unique: Callable[[str
         for page, at in [("a", 1), ("a", 2), ("b", 3)]:
             await topic.send(key=page, value=page, timestamp=base + at)
         await eventually(lambda: sum(counts.values()) == 3, message="three views counted")
-        await app.conductor.checkpoint()
+        await app.conductor.checkpoints.checkpoint()
         changelog = await read_changelog(app, counts.changelog_topic_name, 4)
         assert counts.changelog_topic.deleting  # windowed changelogs compact and delete
     keys = [json.loads(k) for k, _ in changelog]

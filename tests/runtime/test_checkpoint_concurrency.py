@@ -81,7 +81,7 @@ class CheckpointWatch(Sensor):
 
     def on_commit_completed(self, consumer: Any, state: Any) -> None:
         self.fetched_during.append(self.app.conductor.events_received - state)
-        for tp, offset in self.app.conductor.tracker.committed.items():
+        for tp, offset in self.app.conductor.ctx.offsets.committed.items():
             sends = self.sends.get(tp, {})
             self.commits += 1
             for source_offset, fut in sends.items():
@@ -131,7 +131,7 @@ async def test_on_kafka_commits_follow_deliveries_while_fetching_goes_on(
         assert await asyncio.to_thread(feed.flush, 30) == 0
         await eventually(lambda: processed == total, timeout=60, message="every event")
         await app.commit()
-        committed = dict(app.conductor.tracker.committed)
+        committed = dict(app.conductor.ctx.offsets.committed)
     assert not watch.violations, watch.violations[:5]
     assert watch.commits > 0
     assert sum(committed.values()) == total

@@ -53,7 +53,7 @@ async def test_at_least_once_commits_its_snapshot_once_what_preceded_its_mark_is
 
     conductor.dispatch([Message(name, 0, i, None, b"%d" % i, 0.0) for i in range(4)])
     process(2)                                   # events 0 and 1: the send of 0 is held
-    first = asyncio.ensure_future(conductor.checkpoint())
+    first = asyncio.ensure_future(conductor.checkpoints.checkpoint())
     await eventually(lambda: producer.waiting == 1, message="the checkpoint waiting")
     process(2)                                   # events 2 and 3, after its mark: 2 is held
     producer.release(lambda value: value == b"0")
@@ -61,7 +61,7 @@ async def test_at_least_once_commits_its_snapshot_once_what_preceded_its_mark_is
     assert group.committed[tp] == 2, "exactly the offsets processed when it began"
     assert producer.waited_for == [2]
 
-    second = asyncio.ensure_future(conductor.checkpoint())
+    second = asyncio.ensure_future(conductor.checkpoints.checkpoint())
     await eventually(lambda: producer.waiting == 1, message="the next checkpoint waiting")
     await asyncio.sleep(0.05)
     assert not second.done() and group.committed[tp] == 2

@@ -61,7 +61,7 @@ async def test_revoke_finishes_in_flight_events_commits_them_then_gives_up(
     await asyncio.wait_for(revoke, 5)
     assert group.committed == {t0: 2, t1: 1}, "what was processed, nothing queued"
     assert app.conductor.assignment() == {t0}
-    assert t1 not in app.conductor.tracker.positions()
+    assert t1 not in app.conductor.ctx.offsets.positions()
     assert app.conductor.ctx.rejoin_reason is None
 
 
@@ -74,7 +74,7 @@ async def test_a_loss_commits_nothing_and_owes_a_rejoin(unique: Callable[[str], 
     assert group.committed == {}
     assert isinstance(app.conductor.ctx.rejoin_reason, ConsumerFailed)
     assert list(buffer.items) == [] and app.conductor.assignment() == set()
-    await app.conductor.checkpoint()
+    await app.conductor.checkpoints.checkpoint()
     assert group.committed == {}, "a checkpoint after the loss commits nothing either"
 
 

@@ -76,8 +76,8 @@ async def test_bad_payloads_are_dead_lettered_with_their_bytes_and_good_ones_go_
             await topic.send(value=Item("pear", 2))
             await eventually(lambda: len(seen) == 2, message="the two good items")
             dead = await read_dead_letters(app, 3)
-            await app.conductor.checkpoint()
-            assert app.conductor.tracker.committed[TP(name, 0)] == 5
+            await app.conductor.checkpoints.checkpoint()
+            assert app.conductor.ctx.offsets.committed[TP(name, 0)] == 5
     assert seen == [Item("apple", 1), Item("pear", 2)]
     assert [m.value for m in dead] == [NO_MAGIC, UNKNOWN_ID, mismatch]
     errors = [dict(m.headers)["fluvial-error"].decode() for m in dead]
@@ -155,4 +155,4 @@ async def test_a_registry_gone_mid_run_stops_the_worker_instead_of_dead_letterin
                 await asyncio.wait_for(app.wait_stopped(), 90)
             assert isinstance(app.fatal_error, SchemaRegistryUnavailable)
             assert app.conductor.decode_errors == 0
-            assert app.conductor.tracker.committed.get(TP(name, 0), 0) == 0
+            assert app.conductor.ctx.offsets.committed.get(TP(name, 0), 0) == 0

@@ -39,7 +39,7 @@ async def test_group_by_and_a_table_of_avro_records_restore_after_restart(
             await topic.send(key=order.id, value=order)
         await eventually(lambda: len(latest) == 3, message="an order per customer")
         await eventually(lambda: app.conductor.events_received >= 18, message="all events")
-        await app.conductor.checkpoint()
+        await app.conductor.checkpoints.checkpoint()
         before = dict(latest.items())
     for customer, order in before.items():
         assert isinstance(order, Order) and order in orders

@@ -50,7 +50,7 @@ async def test_metrics_of_a_running_worker(broker_url: str,
             await topic.send(key=str(i).encode(), value=f"page{i % 10}")
         await topic.send(key=b"x", value="boom")
         await eventually(lambda: len(seen) == 101, message="101 clicks")
-        await app.conductor.checkpoint()
+        await app.conductor.checkpoints.checkpoint()
         await eventually(lambda: app.monitor.events_total == 101, message="events counted")
         await client.get("/healthz")
         response = await client.get("/metrics")

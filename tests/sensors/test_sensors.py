@@ -100,7 +100,7 @@ async def test_sensor_hooks_receive_faust_arguments(
         await eventually(lambda: len(seen) == 60, message="60 words")
         # The test's 60 sends of words, the agent's 60 of lengths.
         await eventually(lambda: len(recorder.sent) == 120, message="120 sends completed")
-        await app.conductor.checkpoint()
+        await app.conductor.checkpoints.checkpoint()
     name = topic.get_topic_name()
     assert sorted(recorder.messages_in) == sorted(
         (tp, off) for tp, off in recorder.messages_in if tp.topic == name)
@@ -135,7 +135,7 @@ async def test_monitor_counts_messages_events_and_commits(
         for i in range(250):
             await topic.send(key=str(i).encode(), value=i)
         await eventually(lambda: len(seen) == 250, message="250 numbers")
-        await app.conductor.checkpoint()
+        await app.conductor.checkpoints.checkpoint()
         # The last run is reported once the buffer runs empty.
         await eventually(lambda: app.monitor.events_total == 250, message="events counted")
         app.monitor.sample()

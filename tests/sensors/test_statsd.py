@@ -70,7 +70,7 @@ async def run_app(monitor: StatsdMonitor, unique: Callable[[str], str], events: 
             await topic.send(key=str(i).encode(), value=i)
         await eventually(lambda: len(seen) == events, message="all events")
         await eventually(lambda: monitor.events_total == events, message="runs reported")
-        await app.conductor.checkpoint()
+        await app.conductor.checkpoints.checkpoint()
     monitor.close()
     return topic.get_topic_name()
 

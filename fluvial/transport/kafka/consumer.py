@@ -17,6 +17,14 @@ Threading model (see ARCHITECTURE.md, "The life of an event"):
   loop (``run_coroutine_threadsafe``) so the application's revoke/assign
   handling completes before librdkafka proceeds. While waiting, the thread
   keeps serving requests, so ``await consumer.commit(...)`` works in ``on_revoke``.
+* Commits do not stop the thread: it sends them asynchronously and goes on
+  fetching; their results come back with a later ``consume()`` (librdkafka's
+  commit callback) and resolve the callers' futures. A synchronous commit would
+  hold up every message behind it for a commit round trip (7 ms on loopback,
+  twice per checkpoint with tables). Inside a rebalance callback, where no
+  ``consume()`` can run, commits are synchronous; an asynchronous one still out
+  when a rebalance callback begins gets :class:`GroupRebalancing` (revoke,
+  assign) or :class:`GroupMembershipLost` (lost) instead of its result.
 
 Generations: ``assign()`` and ``seek()`` bump a counter; each batch carries the
 counter value of the last command the thread ran before fetching it. A batch
@@ -41,7 +49,13 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka import Message as RawMessage
 
 from ...clock import wait_event
-from ...exceptions import CommitError, ConsumerFailed, GroupMembershipLost, TransportError
+from ...exceptions import (
+    CommitError,
+    ConsumerFailed,
+    GroupMembershipLost,
+    GroupRebalancing,
+    TransportError,
+)
 from ...types import TP, Message, RebalanceCallback
 from ._buffer import FetchBuffer
 from ._config import describe_error, log_client_error
@@ -77,6 +91,11 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
 #: How long the thread blocks in one ``consume()`` when nothing is queued; it
 #: bounds the delay of commands and requests issued while the consumer is idle.
 _BLOCK_S = 0.05
+#: With every hand-off slot taken and a commit out, how often the thread calls
+#: ``consume()`` for at most one message, to be given the commit's result.
+_COMMIT_POLL_S = 0.005
+#: What a request returns when it resolves its future later (an asynchronous commit).
+_LATER = object()
 # Reported as messages by librdkafka, also briefly right after a topic is created.
 #: How long metadata queries retry errors that go away once a partition has a leader.
 METADATA_RETRY_S = 30.0
@@ -119,6 +138,12 @@ _UNKNOWN_TOPIC_CODES = frozenset(
 )
 
 _Request = tuple[Callable[[], Any], "asyncio.Future[Any]"]
+#: What an asynchronous commit's result is matched by: its offsets.
+_CommitKey = frozenset[tuple[str, int, int]]
+
+
+def _commit_key(parts: Iterable[TopicPartition]) -> _CommitKey:
+    return frozenset((p.topic, p.partition, p.offset) for p in parts)
 
 
 def _convert(raws: list[RawMessage]) -> tuple[list[Message], list[KafkaError]]:
@@ -162,6 +187,7 @@ class KafkaConsumer:
         # consumer never joins, commits or reads committed offsets.
         cfg["group.id"] = group_id if group_id is not None else f"fluvial-assign-{uuid.uuid4()}"
         cfg["error_cb"] = self._on_client_error
+        cfg["on_commit"] = self._on_commit
         self.group_id = group_id
         self._consumer = Consumer(cfg)
         self._batch_size = batch_size
@@ -192,6 +218,12 @@ class KafkaConsumer:
         self._finished = False
         self._thread: threading.Thread | None = None
         self._thread_gen = 0  # consumer thread only
+        # Consumer thread only: the asynchronous commits out, oldest first, by
+        # their offsets (their results may come in another order), each with its
+        # future (None once a rebalance abandoned it); and whether the thread is
+        # inside a rebalance callback.
+        self._commits: list[tuple[_CommitKey, asyncio.Future[Any] | None]] = []
+        self._in_callback = False
 
     @property
     def client(self) -> Consumer:
@@ -330,13 +362,10 @@ class KafkaConsumer:
         if not offsets:
             return
         parts = [TopicPartition(t, p, off) for (t, p), off in offsets.items()]
-        consumer = self._consumer
-
-        def commit_sync() -> list[TopicPartition]:
-            return consumer.commit(offsets=parts, asynchronous=False)
-
         try:
-            result = await self._request(commit_sync)
+            result = await self._request_commit(parts)
+        except (GroupRebalancing, GroupMembershipLost):
+            raise
         except KafkaException as exc:
             err = exc.args[0] if exc.args else None
             cls: type[CommitError] = CommitError
@@ -358,6 +387,34 @@ class KafkaConsumer:
         if failed:
             detail = ", ".join(f"{tp.topic}[{tp.partition}]: {tp.error}" for tp in failed)
             raise CommitError(f"Committing offsets of group {self.group_id!r} failed: {detail}")
+
+    async def _request_commit(self, parts: list[TopicPartition]) -> list[TopicPartition]:
+        """Commit ``parts`` from the consumer thread: the committed partitions, each
+        with its error if any; raises KafkaException for the commit as a whole."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[list[TopicPartition]] = loop.create_future()
+        consumer = self._consumer
+
+        def commit() -> Any:
+            key = _commit_key(parts)
+            if (self._in_callback or threading.current_thread() is not self._thread
+                    or any(k == key for k, _ in self._commits)):
+                # No consume() can run now to hand over an asynchronous result, or
+                # one out has the same offsets (its result would be told apart
+                # from this one's by nothing).
+                return consumer.commit(offsets=parts, asynchronous=False)
+            consumer.commit(offsets=parts, asynchronous=True)
+            self._commits.append((key, fut))
+            return _LATER
+
+        if self._thread is None:  # not started: no other thread uses the handle yet
+            return await loop.run_in_executor(None, commit)
+        with self._cond:
+            if self._finished:
+                raise TransportError("The Kafka consumer is stopped")
+            self._requests.append((commit, fut))
+            self._cond.notify_all()
+        return await fut
 
     async def committed(self, tps: Iterable[TP]) -> dict[TP, int | None]:
         tps = [TP(*tp) for tp in tps]
@@ -502,6 +559,9 @@ class KafkaConsumer:
                         and not self._requests
                         and self._pending >= max_pending
                     ):
+                        if self._commits:
+                            cond.wait(_COMMIT_POLL_S)
+                            break
                         cond.wait()
                     stopping = self._stopping
                 self._serve_requests()
@@ -509,8 +569,15 @@ class KafkaConsumer:
                     break
                 self._run_commands()
                 if self._pending >= max_pending:
-                    continue
-                raws = consumer.consume(batch_size, 0)
+                    if not self._commits:
+                        continue
+                    # Every hand-off slot is taken, but a commit's result comes
+                    # only with a consume(): take at most one message meanwhile.
+                    raws = consumer.consume(1, 0)
+                    if not raws:
+                        continue
+                else:
+                    raws = consumer.consume(batch_size, 0)
                 if not raws:
                     # consume(n, t) waits for n messages or t seconds: block for
                     # one; the next round takes whatever else is queued. Never
@@ -538,7 +605,10 @@ class KafkaConsumer:
                 self._finished = True
                 leftover = list(self._requests)
                 self._requests.clear()
-            for _, fut in leftover:
+            futures = [fut for _, fut in leftover]
+            futures += [fut for _, fut in self._commits if fut is not None]
+            self._commits.clear()
+            for fut in futures:
                 self._post(_resolve, fut, None, TransportError("The Kafka consumer is stopped"))
             self._post(self._set_closed)
 
@@ -563,7 +633,8 @@ class KafkaConsumer:
             except BaseException as exc:
                 self._post(_resolve, fut, None, exc)
             else:
-                self._post(_resolve, fut, result, None)
+                if result is not _LATER:
+                    self._post(_resolve, fut, result, None)
 
     def _post(self, fn: Callable[..., None], *args: Any) -> None:
         loop = self._loop
@@ -578,13 +649,50 @@ class KafkaConsumer:
 
     # -- on the thread, inside consume() -----------------------------------------------
     def _rebalance_assign(self, _consumer: Consumer, parts: list[TopicPartition]) -> None:
+        self._abandon_commits(lost=False)
         self._on_loop(self._handle_assign({TP(p.topic, p.partition) for p in parts}))
 
     def _rebalance_revoke(self, _consumer: Consumer, parts: list[TopicPartition]) -> None:
+        self._abandon_commits(lost=False)
         self._on_loop(self._handle_revoke({TP(p.topic, p.partition) for p in parts}))
 
     def _rebalance_lost(self, _consumer: Consumer, parts: list[TopicPartition]) -> None:
+        self._abandon_commits(lost=True)
         self._on_loop(self._handle_revoke({TP(p.topic, p.partition) for p in parts}, lost=True))
+
+    def _on_commit(self, err: KafkaError | None, parts: list[TopicPartition] | None) -> None:
+        """librdkafka's commit callback, inside ``consume()``: an asynchronous
+        commit's result (told by its offsets) resolves its future."""
+        commits = self._commits
+        if not commits:
+            return
+        key = _commit_key(parts or ())
+        at = next((i for i, (k, _) in enumerate(commits) if k == key), 0)
+        _, fut = commits.pop(at)
+        if fut is None:
+            return  # abandoned at a rebalance
+        if err is not None and err.code() != KafkaError.NO_ERROR:
+            self._post(_resolve, fut, None, KafkaException(err))
+        else:
+            self._post(_resolve, fut, parts or [], None)
+
+    def _abandon_commits(self, *, lost: bool) -> None:
+        """A rebalance callback begins: the results of the asynchronous commits out
+        would come only after it, which may wait for them (a revoke checkpoints)."""
+        commits = self._commits
+        for i, (key, fut) in enumerate(commits):
+            if fut is None:
+                continue
+            commits[i] = (key, None)
+            exc: TransportError
+            if lost:
+                exc = GroupMembershipLost(
+                    f"Group {self.group_id!r} dropped this member while it committed")
+            else:
+                exc = GroupRebalancing(
+                    f"Group {self.group_id!r} began a rebalance while this member committed; "
+                    "whether the commit went through is not known")
+            self._post(_resolve, fut, None, exc)
 
     def _on_loop(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run ``coro`` on the loop and wait for it, serving requests meanwhile."""
@@ -596,15 +704,19 @@ class KafkaConsumer:
             coro.close()
             return
         fut.add_done_callback(lambda _: self._wake())
-        while True:
-            self._serve_requests()
-            if fut.done():
-                break
-            with self._cond:
-                if not self._requests and not fut.done():
-                    self._cond.wait(1.0)
-            if loop.is_closed():
-                return
+        self._in_callback = True
+        try:
+            while True:
+                self._serve_requests()
+                if fut.done():
+                    break
+                with self._cond:
+                    if not self._requests and not fut.done():
+                        self._cond.wait(1.0)
+                if loop.is_closed():
+                    return
+        finally:
+            self._in_callback = False
         exc = fut.exception()
         if exc is not None:
             logger.error("Rebalance callback failed: %r", exc)
