@@ -109,6 +109,7 @@ def run_one(bootstrap: str, python: Path, system: str, pipeline: str, rate: int,
     if system == "fluvial":
         env["PYTHONPATH"] = str(REPO)
         env["FLUVIAL_BROKER"] = f"kafka://{bootstrap}"
+        env.update(setting_env(args.settings))
     cmd = [str(python), str(PIPELINES_DIR / f"{system}_latency.py")]
     if system != "quix":
         cmd += ["worker"] + (["-l", "warn", "--without-web"] if system == "faust" else [])
@@ -260,6 +261,27 @@ def add_arguments(p: argparse.ArgumentParser, prefix: str = "") -> None:
                         ".bench/latency-series/")
 
 
+def setting(text: str) -> tuple[str, str]:
+    """An argparse type: ``NAME=VALUE``, a fluvial setting."""
+    name, sep, value = text.partition("=")
+    if not sep or not name.isidentifier():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name, value
+
+
+def setting_env(settings: list[tuple[str, str]]) -> dict[str, str]:
+    """The environment that gives fluvial's worker ``settings``."""
+    return {f"FLUVIAL_{name.upper()}": value for name, value in settings}
+
+
+def add_settings_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--set", dest="settings", type=setting, action="append", default=[],
+                   metavar="NAME=VALUE",
+                   help="a fluvial setting for fluvial's workers (as FLUVIAL_NAME in their "
+                        "environment; the bench passes no other FLUVIAL_ variable), e.g. "
+                        "--set producer_linger_ms=1; repeatable")
+
+
 def _ints(text: str) -> list[int]:
     try:
         values = [int(t) for t in text.split(",") if t.strip()]
@@ -292,6 +314,7 @@ def main(argv: list[str] | None = None) -> int:
                         default=list(PIPELINES), help="comma-separated: plain,table")
     parser.add_argument("--results", type=Path, default=WORK / "latency.json")
     add_arguments(parser)
+    add_settings_argument(parser)
     args = parser.parse_args(argv)
     if args.seconds <= 0 or args.warmup < 0 or args.grace < 0:
         parser.error("--seconds must be above 0, --warmup and --grace at least 0")

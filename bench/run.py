@@ -200,7 +200,7 @@ def _one(
     if pipeline in AVRO_PIPELINES:
         env["FLUVIAL_SCHEMA_REGISTRY_URL"] = registry
     if system == "fluvial":
-        env.update({f"FLUVIAL_{name.upper()}": value for name, value in args.settings})
+        env.update(latency.setting_env(args.settings))
     script = PIPELINES_DIR / f"{system}_app.py"
     cmd = [str(pythons[system]), str(script)]
     if system == "faust":
@@ -273,13 +273,6 @@ def _env(system: str, transport: str, bootstrap: str, bench: dict[str, str]) -> 
     return {**env, **bench}
 
 
-def _setting(text: str) -> tuple[str, str]:
-    name, sep, value = text.partition("=")
-    if not sep or not name.isidentifier():
-        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
-    return name, value
-
-
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -311,11 +304,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                         "10,000 events/s)")
     p.add_argument("--latency-results", type=Path, default=WORK / "latency.json")
     latency.add_arguments(p, prefix="latency-")
-    p.add_argument("--set", dest="settings", type=_setting, action="append", default=[],
-                   metavar="NAME=VALUE",
-                   help="a fluvial setting for fluvial's workers (as FLUVIAL_NAME in their "
-                        "environment; the bench passes no other FLUVIAL_ variable), e.g. "
-                        "--set consumer_prefetch_size=16777216; repeatable")
+    latency.add_settings_argument(p)
     p.add_argument("--profile", action="store_true",
                    help="run fluvial's workers under py-spy (GIL holders only); collapsed "
                         "stacks in .bench/profiles (py-spy from the venv, else PATH)")
