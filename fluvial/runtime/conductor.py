@@ -369,8 +369,7 @@ class Conductor:
             if not subs:
                 continue  # not ours any more (resubscribed); not tracked, never committed
             receivers = sum(len(sub.buffers) for sub in subs)
-            for message in batch:
-                message.hold(receivers)
+            Message.hold_all(batch, receivers)
             tracker.track(topic, batch)
             if sensed:
                 sensors.on_messages_in(topic, batch)

@@ -39,13 +39,19 @@ class OffsetTracker:
         (processed and not committed yet, including an earlier call's whose commit
         did not happen)."""
         processed = self.processed
+        acked_prefix = Message.acked_prefix
         for topic, parts in self._parts.items():
             for partition, queue in parts.items():
-                last = None
-                while queue and queue[0].acked:
-                    last = queue.popleft()
-                if last is not None:
-                    processed[TP(topic, partition)] = last.offset + 1
+                done = acked_prefix(queue)
+                if not done:
+                    continue
+                if done == len(queue):  # the usual case: all processed
+                    processed[TP(topic, partition)] = queue[-1].offset + 1
+                    queue.clear()
+                    continue
+                processed[TP(topic, partition)] = queue[done - 1].offset + 1
+                for _ in range(done):
+                    queue.popleft()
         committed = self.committed
         return {tp: offset for tp, offset in processed.items()
                 if committed.get(tp, -1) < offset}

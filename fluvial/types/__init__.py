@@ -132,6 +132,23 @@ class Message:
         restarted worker reads it again (the worker stops on it)."""
         self._holds = math.inf
 
+    @staticmethod
+    def hold_all(messages: Iterable[Message], streams: int) -> None:
+        """:meth:`hold` each of ``messages`` (a fetched batch), in one call."""
+        for message in messages:
+            message._holds += streams
+
+    @staticmethod
+    def acked_prefix(messages: Iterable[Message]) -> int:
+        """How many of ``messages`` (a partition's, in offset order) are :attr:`acked`
+        before the first that is not, in one call."""
+        count = 0
+        for message in messages:
+            if message._holds > 0:
+                break
+            count += 1
+        return count
+
     @property
     def acked(self) -> bool:
         """Processed by every stream that received it: its offset may be committed."""
