@@ -32,20 +32,30 @@ class Current:
 
     One per stream, put in the task's context when the stream hands out an
     event. Streams queue messages, not events: the :class:`Event` of the
-    message in hand is made the first time somebody asks for it, and kept on
-    the message (asking again gives the same object).
+    message in hand is made the first time somebody asks for it, and kept
+    here (asking again gives the same object). Not on the message: an event
+    and its message pointing at each other would be garbage only the cyclic
+    collector frees (measured: a third slower per event).
     """
 
-    __slots__ = ("app", "message")
+    __slots__ = ("_event", "app", "message")
 
     def __init__(self, app: App, message: Message | None = None) -> None:
         self.app = app
         #: The message being processed (``None`` before the first one).
         self.message = message
+        self._event: Event | None = None
 
     def event(self) -> Event | None:
         message = self.message
-        return None if message is None else event_of(self.app, message)
+        return None if message is None else self.event_of(message)
+
+    def event_of(self, message: Message) -> Event:
+        """The event of ``message``, the one in hand (made once)."""
+        event = self._event
+        if event is None or event.message is not message:
+            event = self._event = event_of(self.app, message)
+        return event
 
 
 def current_message() -> Message | None:
@@ -55,11 +65,11 @@ def current_message() -> Message | None:
 
 
 def event_of(app: App, message: Message) -> Event:
-    """The event of a queued ``message`` (made on first use, then kept on it)."""
+    """A new event of a queued ``message``, or the one it was queued with
+    (``message.event``: ``Channel.put`` of an event built by the caller)."""
     event: Event | None = message.event
     if event is None:
-        event = message.event = Event(
-            app, message.decoded_key, message.decoded_value, None, message)
+        event = Event(app, message.decoded_key, message.decoded_value, None, message)
     return event
 
 

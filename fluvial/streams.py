@@ -20,7 +20,7 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .buffers import EventBuffer
-from .events import Current, Event, _current_event, event_of
+from .events import Current, Event, _current_event
 from .exceptions import ImproperlyConfigured
 from .types import Message, RecordMetadata, SharedMessage
 
@@ -209,7 +209,6 @@ class Stream(Generic[T]):
         steps = self._steps
         noack = self._noack
         sensors = self.app.sensors
-        app = self.app
         current = self._current
         get_current = _current_event.get
         set_current = _current_event.set
@@ -240,7 +239,7 @@ class Stream(Generic[T]):
                 current.message = message
                 if get_current() is not current:
                     set_current(current)
-                event = event_of(app, message)
+                event = current.event_of(message)
                 if steps and not await self._apply_steps(event):
                     continue
                 yield event
@@ -272,7 +271,6 @@ class Stream(Generic[T]):
         buffer = self.buffer
         items = buffer.items
         noack = self._noack
-        app = self.app
         current = self._current
         get_current = _current_event.get
         set_current = _current_event.set
@@ -308,7 +306,7 @@ class Stream(Generic[T]):
                 if kind == _VALUES:
                     yield message.decoded_value
                 elif kind == _EVENTS:
-                    yield event_of(app, message)
+                    yield current.event_of(message)
                 else:
                     yield message
         finally:
@@ -343,7 +341,7 @@ class Stream(Generic[T]):
                     if not noack:
                         pending.release()
                     if per_event:
-                        sensors.on_stream_event_out(self, event_of(app, pending), states)
+                        sensors.on_stream_event_out(self, current.event_of(pending), states)
                 if items and count < run_max:
                     message = items.popleft()
                     if buffer.draining and len(items) <= low_water:
@@ -371,11 +369,11 @@ class Stream(Generic[T]):
                 if get_current() is not current:
                     set_current(current)
                 if per_event:
-                    states = sensors.on_stream_event_in(self, event_of(app, message))
+                    states = sensors.on_stream_event_in(self, current.event_of(message))
                 if kind == _VALUES:
                     yield message.decoded_value
                 elif kind == _EVENTS:
-                    yield event_of(app, message)
+                    yield current.event_of(message)
                 else:
                     yield message
         finally:
@@ -385,7 +383,7 @@ class Stream(Generic[T]):
                 if count and runs:
                     sensors.on_stream_events(self, count, clock() - started)
                 if per_event and self._pending is not None:
-                    sensors.on_stream_event_out(self, event_of(app, self._pending), states)
+                    sensors.on_stream_event_out(self, current.event_of(self._pending), states)
             finally:
                 await self._stop_companions(tasks)
 
@@ -421,8 +419,8 @@ class Stream(Generic[T]):
 
     def take_events(self, max_: int, within: float) -> AsyncIterator[list[Event]]:
         """Like :meth:`take`, with the events (key, value, headers, message)."""
-        app = self.app
-        return self._take(max_, within, lambda message, value: event_of(app, message))
+        current = self._current
+        return self._take(max_, within, lambda message, value: current.event_of(message))
 
     def take_with_timestamp(self, max_: int, within: float,
                             timestamp_field_name: str) -> AsyncIterator[list[Any]]:
@@ -443,7 +441,6 @@ class Stream(Generic[T]):
             raise ImproperlyConfigured("take(max_) needs max_ >= 1")
         buffer = self.buffer
         clock = self.app.clock
-        app = self.app
         current = self._current
         tasks = await self._companion_tasks()
         try:
@@ -472,7 +469,7 @@ class Stream(Generic[T]):
                         _current_event.set(current)
                     value = message.decoded_value
                     if self._steps:
-                        event = event_of(app, message)
+                        event = current.event_of(message)
                         if not await self._apply_steps(event):
                             continue
                         value = event.value

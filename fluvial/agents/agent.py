@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..buffers import EventBuffer
 from ..channels import Channel, Topic
-from ..events import _current_event, event_of
+from ..events import _current_event
 from ..exceptions import AgentError, ImproperlyConfigured
 from ..streams import Stream, _actor_agent, _actor_streams
 from ..types import RecordMetadata
@@ -266,8 +266,8 @@ class Agent:
                 response = ReqRepResponse(key=message.decoded_key, value=reply,
                                           correlation_id=correlation_id)
                 await self.app.send(reply_to, key=None, value=response)
-            if self._reply_hooks:
-                event = event_of(self.app, message)
+            event = stream.current_event
+            if self._reply_hooks and event is not None:
                 for hook in self._reply_hooks:
                     await hook(event, reply)
         for sink in self._sinks:

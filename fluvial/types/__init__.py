@@ -67,7 +67,8 @@ class Message:
     What a stream reads: the conductor decodes ``key`` and ``value`` (bytes)
     into :attr:`decoded_key` and :attr:`decoded_value` and queues the message
     itself; the :class:`~fluvial.events.Event` user code may ask for is made
-    from them on demand and kept in :attr:`event` (``None`` until then).
+    from them on demand. :attr:`event` is ``None`` but for a message queued
+    with the event a caller built (``Channel.put``).
     """
 
     __slots__ = (
