@@ -338,10 +338,12 @@ class Stream(Generic[T]):
                 pending = self._pending
                 if pending is not None:
                     self._pending = None
+                    # Its event before the release, which lets go of its key and value.
+                    done = current.event_of(pending) if per_event else None
                     if not noack:
                         pending.release()
-                    if per_event:
-                        sensors.on_stream_event_out(self, current.event_of(pending), states)
+                    if done is not None:
+                        sensors.on_stream_event_out(self, done, states)
                 if items and count < run_max:
                     message = items.popleft()
                     if buffer.draining and len(items) <= low_water:

@@ -124,9 +124,16 @@ class Message:
         self._holds += streams
 
     def release(self, streams: int = 1) -> bool:
-        """``streams`` streams are done with it; True when none holds it any more."""
-        self._holds -= streams
-        return self._holds <= 0
+        """``streams`` streams are done with it; True when none holds it any more.
+
+        The decoded key and value are let go then: the tracker keeps the message
+        until its offset is committed, and would keep them alive as long.
+        """
+        holds = self._holds = self._holds - streams
+        if holds <= 0:
+            self.decoded_key = self.decoded_value = None
+            return True
+        return False
 
     def never_commit(self) -> None:
         """Keep it unacknowledged for good: its offset is never committed, and a

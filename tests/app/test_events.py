@@ -47,8 +47,10 @@ async def test_iterating_values_makes_no_event() -> None:
     assert [v.amount for v in values] == list(range(6))
     assert all(m.event is None for m in fetched), "no Event was made for a value"
     assert live_events() == []
-    # Each value was acknowledged when the next one was asked for: all but the last.
+    # Each value was acknowledged when the next one was asked for: all but the last,
+    # and let go (the tracker keeps the message until the offset is committed).
     assert [m.acked for m in fetched] == [True] * 5 + [False]
+    assert [m.decoded_value for m in fetched[:5]] == [None] * 5
 
     # Asking for the event of the message in hand makes it, once.
     event = faust.current_event()
