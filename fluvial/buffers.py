@@ -1,4 +1,9 @@
-"""The queue of events between the conductor and the actors of one subscriber."""
+"""The queue of events between the conductor and the actors of one subscriber.
+
+An event is queued as its :class:`~fluvial.types.Message`, decoded key and value
+set (``decoded_key``, ``decoded_value``): no :class:`~fluvial.events.Event` is
+made unless user code asks for one.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,6 @@ from .types import TP, Message
 
 if TYPE_CHECKING:
     from .clock import Clock
-    from .events import Event
 
 __all__ = ["EventBuffer"]
 
@@ -29,7 +33,7 @@ class EventBuffer:
                  "topics")
 
     def __init__(self, maxsize: int, topics: Iterable[str] = ()) -> None:
-        self.items: deque[Event] = deque()
+        self.items: deque[Message] = deque()
         self.maxsize = maxsize
         self.topics = frozenset(topics)
         self._waiters: deque[asyncio.Future[None]] = deque()
@@ -49,18 +53,18 @@ class EventBuffer:
         return len(self.items) >= self.maxsize
 
 
-    def put(self, event: Event) -> None:
-        self.items.append(event)
+    def put(self, message: Message) -> None:
+        self.items.append(message)
         self._wake(1)
 
-    def put_many(self, events: list[Event]) -> None:
-        self.items.extend(events)
-        self._wake(len(events))
+    def put_many(self, messages: list[Message]) -> None:
+        self.items.extend(messages)
+        self._wake(len(messages))
 
-    def put_back(self, events: list[Event]) -> None:
+    def put_back(self, messages: list[Message]) -> None:
         """Return events taken from this buffer to its front (an agent retries them)."""
-        self.items.extendleft(reversed(events))
-        self._wake(len(events))
+        self.items.extendleft(reversed(messages))
+        self._wake(len(messages))
 
     def fail(self, error: BaseException) -> None:
         """Make every reader raise ``error`` (used when a companion task dies)."""
@@ -75,16 +79,16 @@ class EventBuffer:
                 fut.set_result(None)
                 n -= 1
 
-    def get_nowait(self) -> Event | None:
+    def get_nowait(self) -> Message | None:
         if self.error is not None:
             raise self.error
         items = self.items
         if not items:
             return None
-        event = items.popleft()
+        message = items.popleft()
         if self.draining and len(items) <= self.maxsize >> 1:
             self.drain()
-        return event
+        return message
 
     def drain(self) -> None:
         """The buffer is back under half its size: let the conductor resume its partitions."""
@@ -92,11 +96,11 @@ class EventBuffer:
         if self.on_drain is not None:
             self.on_drain(self)
 
-    async def get(self) -> Event:
+    async def get(self) -> Message:
         while True:
-            event = self.get_nowait()
-            if event is not None:
-                return event
+            message = self.get_nowait()
+            if message is not None:
+                return message
             fut = asyncio.get_running_loop().create_future()
             self._waiters.append(fut)
             try:
@@ -126,16 +130,16 @@ class EventBuffer:
     keeps_actors = True
 
     def discard(self, tps: set[TP]) -> list[Message]:
-        """Drop queued events of revoked partitions; returns their messages.
+        """Drop queued events of revoked partitions; returns their (tracked) messages.
 
         In place: the streams reading this buffer hold on to ``items`` itself.
         """
         items = self.items
         dropped: list[Message] = []
         for _ in range(len(items)):
-            event = items.popleft()
-            if event.message.tp in tps:
-                dropped.append(event.message)
+            message = items.popleft()
+            if message.tp in tps:
+                dropped.append(message.origin)
             else:
-                items.append(event)
+                items.append(message)
         return dropped

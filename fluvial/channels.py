@@ -119,19 +119,25 @@ class Channel(Generic[T]):
         offset = next(self._offsets)
         ts = self.app.clock.time() if timestamp is None else timestamp
         message = Message(self.label, partition or 0, offset, None, None, ts, _headers(headers))
-        event = Event(self.app, key, value, message.headers, message)
+        message.decoded_key = key
+        message.decoded_value = value
         message.hold(len(self._buffers))
         for buffer in self._buffers:
-            buffer.put(event)
+            buffer.put(message)
         fut: asyncio.Future[RecordMetadata] = asyncio.get_running_loop().create_future()
         fut.set_result(RecordMetadata(self.label, partition or 0, offset, ts))
         return fut
 
     async def put(self, event: Event) -> None:
-        """Deliver an already-built event (used by the test utilities)."""
-        event.message.hold(len(self._buffers))
+        """Deliver an already-built event (used by the test utilities): streams
+        hand out this very event."""
+        message = event.message
+        message.decoded_key = event.key
+        message.decoded_value = event.value
+        message.event = event
+        message.hold(len(self._buffers))
         for buffer in self._buffers:
-            buffer.put(event)
+            buffer.put(message)
 
     async def declare(self) -> None:
         """Nothing to declare for an in-memory channel."""

@@ -15,22 +15,70 @@ if TYPE_CHECKING:
     from .app import App
     from .channels import Channel
 
-__all__ = ["Event", "current_event"]
+__all__ = ["Current", "Event", "current_event", "current_message", "event_of"]
 
-_current_event: ContextVar[Event | None] = ContextVar("fluvial_current_event", default=None)
+#: What the running task's stream is on (see :class:`Current`).
+_current_event: ContextVar[Current | None] = ContextVar("fluvial_current_event", default=None)
 
 
 def current_event() -> Event | None:
     """The event the current agent is processing (``faust.current_event()``)."""
-    return _current_event.get()
+    current = _current_event.get()
+    return None if current is None else current.event()
+
+
+class Current:
+    """The message a stream has in hand, for ``current_event()`` and table writes.
+
+    One per stream, put in the task's context when the stream hands out an
+    event. Streams queue messages, not events: the :class:`Event` of the
+    message in hand is made the first time somebody asks for it, and kept
+    here (asking again gives the same object). Not on the message: an event
+    and its message pointing at each other would be garbage only the cyclic
+    collector frees (measured: a third slower per event).
+    """
+
+    __slots__ = ("_event", "app", "message")
+
+    def __init__(self, app: App, message: Message | None = None) -> None:
+        self.app = app
+        #: The message being processed (``None`` before the first one).
+        self.message = message
+        self._event: Event | None = None
+
+    def event(self) -> Event | None:
+        message = self.message
+        return None if message is None else self.event_of(message)
+
+    def event_of(self, message: Message) -> Event:
+        """The event of ``message``, the one in hand (made once)."""
+        event = self._event
+        if event is None or event.message is not message:
+            event = self._event = event_of(self.app, message)
+        return event
+
+
+def current_message() -> Message | None:
+    """The message of the event the current agent is processing (no Event made)."""
+    current = _current_event.get()
+    return None if current is None else current.message
+
+
+def event_of(app: App, message: Message) -> Event:
+    """A new event of a queued ``message``, or the one it was queued with
+    (``message.event``: ``Channel.put`` of an event built by the caller)."""
+    event: Event | None = message.event
+    if event is None:
+        event = Event(app, message.decoded_key, message.decoded_value, None, message)
+    return event
 
 
 class Event(msgspec.Struct, eq=False):
     """A message whose key and value have been decoded with a topic's schema.
 
     ``Event(app, key, value, headers, message)``; ``headers`` None: the message's
-    own (read only when asked for). A Struct for its C constructor: one is made
-    per event and subscriber, at half the cost of a Python ``__init__``.
+    own (read only when asked for). Made only when user code asks for it
+    (:func:`event_of`): streams queue the messages themselves.
     """
 
     app: App

@@ -21,9 +21,10 @@ from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 from .buffers import EventBuffer
-from .events import Event, _current_event
+from .events import Event, current_event
 from .exceptions import ImproperlyConfigured
 from .streams import Stream
+from .types import SharedMessage
 
 if TYPE_CHECKING:
     from .tables import Table
@@ -68,7 +69,7 @@ def _table_join(stream: Stream[Any], table: Table, how: str,
     inner = how == "inner"
 
     def lookup(value: Any) -> Any:
-        event = _current_event.get()
+        event = current_event()
         assert event is not None  # steps run with the event in hand
         k = key_of(event)
         row = table[k] if k in table else None  # noqa: SIM401 - .get() would give the default
@@ -112,11 +113,15 @@ def _stream_join(left: Stream[Any], right: Stream[Any], how: str,
     def feeder(source: Stream[Any], side: int) -> Callable[[], Any]:
         async def feed() -> None:
             # The events move on as they are: the joined stream acknowledges them.
-            async for event in source.noack().events():
+            async for message in source.noack()._messages():
                 while len(merged) >= merged.maxsize:  # back-pressure from the join
                     await asyncio.sleep(0.001)
-                sides[id(event)] = side
-                merged.put(event)
+                # A copy: both sides may read the same messages (their own ids).
+                copy = SharedMessage(message)
+                copy.decoded_key = message.decoded_key
+                copy.decoded_value = message.decoded_value
+                sides[id(copy)] = side
+                merged.put(copy)
         return feed
 
     state = (_Side(), _Side())
@@ -125,7 +130,7 @@ def _stream_join(left: Stream[Any], right: Stream[Any], how: str,
     async def pairs(events: AsyncIterator[Event]) -> AsyncIterator[tuple[Any, Any]]:
         latest = float("-inf")
         async for event in events:
-            side = sides.pop(id(event))
+            side = sides.pop(id(event.message))
             ts = event.message.timestamp
             k = key_of(event)
             mine, theirs = state[side], state[1 - side]

@@ -20,9 +20,9 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .buffers import EventBuffer
-from .events import Event, _current_event
+from .events import Current, Event, _current_event
 from .exceptions import ImproperlyConfigured
-from .types import RecordMetadata
+from .types import Message, RecordMetadata, SharedMessage
 
 if TYPE_CHECKING:
     from .app import App
@@ -78,11 +78,12 @@ class Stream(Generic[T]):
         self._companions = tuple(companions)
         self._noack = noack
         self.prefix = prefix
-        self.current_event: Event | None = None
-        #: The event handed out and not yet acknowledged by this stream.
-        self._pending: Event | None = None
-        #: The events of the batch ``take`` handed out, not yet acknowledged.
-        self._held: list[Event] = []
+        #: The message in hand, for ``current_event()`` (its Event is made on demand).
+        self._current = Current(app)
+        #: The event (its message) handed out and not yet acknowledged by this stream.
+        self._pending: Message | None = None
+        #: The events (messages) of the batch ``take`` handed out, not yet acknowledged.
+        self._held: list[Message] = []
         #: The agent whose actor made this stream (None outside agents).
         self.agent_name = _actor_agent.get()
 
@@ -109,6 +110,11 @@ class Stream(Generic[T]):
 
     # -- acknowledgement ---------------------------------------------------
 
+    @property
+    def current_event(self) -> Event | None:
+        """The event being processed (made when first asked for)."""
+        return self._current.event()
+
     def ack(self, event: Event) -> bool:
         """Acknowledge ``event`` for this stream (for ``noack`` streams)."""
         return event.ack()
@@ -120,11 +126,15 @@ class Stream(Generic[T]):
         if self._noack:
             return
         if pending is not None:
-            pending.ack()
-        for event in held:
-            event.ack()
+            pending.release()
+        for message in held:
+            message.release()
 
-    def take_back(self) -> list[Event]:
+    def holds(self, message: Message) -> bool:
+        """Whether ``message`` is the event (or in the ``take`` batch) in hand."""
+        return self._pending is message or any(m is message for m in self._held)
+
+    def take_back(self) -> list[Message]:
         """The event (or ``take`` batch) in hand, no longer held nor acknowledged:
         the agent raised on it and retries it."""
         pending, self._pending = self._pending, None
@@ -142,6 +152,12 @@ class Stream(Generic[T]):
         return self._derive(noack=True)
 
     # -- iteration ---------------------------------------------------------
+    #
+    # The buffer queues messages whose key and value are decoded
+    # (``decoded_key``, ``decoded_value``). Iterating values makes no Event:
+    # ``self._current`` (in the task's context) points at the message in hand,
+    # and ``current_event()`` / ``stream.current_event`` make its Event the
+    # first time they are asked.
 
     async def _companion_tasks(self) -> list[asyncio.Task[None]]:
         tasks = []
@@ -165,11 +181,27 @@ class Stream(Generic[T]):
         """Iterate over events (key, value, headers and the message)."""
         if self._steps:
             return self._events()
+        return self._iterate(_EVENTS)
+
+    def _messages(self) -> AsyncIterator[Message]:
+        """The messages in hand one after the other (decoded key and value set, a
+        ``map`` step's result in a copy): what forwarders move on, without Events."""
+        if self._steps:
+            return self._mapped()
+        return self._iterate(_MESSAGES)
+
+    async def _mapped(self) -> AsyncIterator[Message]:
+        async for event in self._events():
+            yield _copy(event)
+
+    def _iterate(self, kind: int) -> AsyncIterator[Any]:
         # One generator, which runs the companions (group_by's forwarder) itself.
+        # Sensors installed before the stream starts (the monitor is): one
+        # generator level either way.
         companions = bool(self._companions)
         if self.app.sensors.streams:
-            return self._sensed_events(companions=companions)
-        return self._fast_events(companions=companions)
+            return self._sensed(kind, companions=companions)
+        return self._fast(kind, companions=companions)
 
     async def _events(self) -> AsyncIterator[Event]:
         buffer = self.buffer
@@ -177,6 +209,9 @@ class Stream(Generic[T]):
         steps = self._steps
         noack = self._noack
         sensors = self.app.sensors
+        current = self._current
+        get_current = _current_event.get
+        set_current = _current_event.set
         tasks = await self._companion_tasks()
         try:
             while True:
@@ -184,24 +219,27 @@ class Stream(Generic[T]):
                 if pending is not None:
                     self._pending = None
                     if not noack:
-                        pending.ack()
+                        pending.release()
                 if items and buffer.error is None:
-                    event = buffer.get_nowait()
+                    message = buffer.get_nowait()
                 else:
                     got = None if sensors.streams else await buffer.get()
                     if got is None or sensors.streams:
                         if got is not None:
                             items.appendleft(got)
-                        async for event in self._sensed_events():
+                        event: Event
+                        async for event in self._sensed(_EVENTS):
                             if steps and not await self._apply_steps(event):
                                 continue
                             yield event
                         continue
-                    event = got
-                assert event is not None
-                self._pending = event
-                self.current_event = event
-                _current_event.set(event)
+                    message = got
+                assert message is not None
+                self._pending = message
+                current.message = message
+                if get_current() is not current:
+                    set_current(current)
+                event = current.event_of(message)
                 if steps and not await self._apply_steps(event):
                     continue
                 yield event
@@ -226,11 +264,15 @@ class Stream(Generic[T]):
         event.value = value
         return True
 
-    async def _fast_events(self, companions: bool = False) -> AsyncIterator[Event]:
-        """The hot path for events: no steps (see ``_fast_values``)."""
+    async def _fast(self, kind: int, companions: bool = False) -> AsyncIterator[Any]:
+        """The hot path: no steps. Yields values (``_VALUES``), events (``_EVENTS``,
+        made here) or the messages (``_MESSAGES``). One generator per stream, which
+        also runs the stream's companions (group_by's forwarder), if any."""
         buffer = self.buffer
         items = buffer.items
         noack = self._noack
+        current = self._current
+        get_current = _current_event.get
         set_current = _current_event.set
         low_water = buffer.maxsize >> 1
         sensors = self.app.sensors
@@ -241,9 +283,9 @@ class Stream(Generic[T]):
                 if pending is not None:
                     self._pending = None
                     if not noack:
-                        pending.message.release()
+                        pending.release()
                 if items:
-                    event = items.popleft()
+                    message = items.popleft()
                     if buffer.draining and len(items) <= low_water:
                         buffer.drain()
                 else:
@@ -253,69 +295,35 @@ class Stream(Generic[T]):
                     if got is None or sensors.streams:
                         if got is not None:
                             items.appendleft(got)  # arrived as a sensor came: it hears of it
-                        async for event in self._sensed_events():
-                            yield event
+                        async for item in self._sensed(kind):
+                            yield item
                         continue
-                    event = got
-                self._pending = event
-                self.current_event = event
-                set_current(event)
-                yield event
-        finally:
-            await self._stop_companions(tasks)
-
-    async def _fast_values(self, companions: bool = False) -> AsyncIterator[T]:
-        """The hot path: no steps — one generator per stream, which also runs the
-        stream's companions (group_by's forwarder), if any.
-
-        Kept apart from ``_fast_events`` so plain iteration costs one generator.
-        """
-        buffer = self.buffer
-        items = buffer.items
-        noack = self._noack
-        set_current = _current_event.set
-        low_water = buffer.maxsize >> 1
-        sensors = self.app.sensors
-        tasks = await self._companion_tasks() if companions else []
-        try:
-            while True:
-                pending = self._pending
-                if pending is not None:
-                    self._pending = None
-                    if not noack:
-                        pending.message.release()
-                if items:
-                    event = items.popleft()
-                    if buffer.draining and len(items) <= low_water:
-                        buffer.drain()
+                    message = got
+                self._pending = message
+                current.message = message
+                if get_current() is not current:
+                    set_current(current)
+                if kind == _VALUES:
+                    yield message.decoded_value
+                elif kind == _EVENTS:
+                    yield current.event_of(message)
                 else:
-                    # Sensors are looked for only here, when the buffer ran empty:
-                    # once per batch.
-                    got = None if sensors.streams else await buffer.get()
-                    if got is None or sensors.streams:
-                        if got is not None:
-                            items.appendleft(got)  # arrived as a sensor came: it hears of it
-                        async for event in self._sensed_events():
-                            yield event.value
-                        continue
-                    event = got
-                self._pending = event
-                self.current_event = event
-                set_current(event)
-                yield event.value
+                    yield message
         finally:
             await self._stop_companions(tasks)
 
-    async def _sensed_events(self, values: bool = False,
-                             companions: bool = False) -> AsyncIterator[Any]:
-        """The events, told to the sensors: runs of events (``on_stream_events``), and
+    async def _sensed(self, kind: int, companions: bool = False) -> AsyncIterator[Any]:
+        """``_fast``, told to the sensors: runs of events (``on_stream_events``), and
         each event to sensors with per-event hooks (which sensors listen is looked at
         again each time the buffer runs empty)."""
         buffer = self.buffer
         items = buffer.items
         noack = self._noack
         low_water = buffer.maxsize >> 1
-        sensors = self.app.sensors
+        app = self.app
+        sensors = app.sensors
+        current = self._current
+        get_current = _current_event.get
         set_current = _current_event.set
         clock = time.perf_counter
         run_max = SENSOR_RUN_MAX
@@ -330,12 +338,14 @@ class Stream(Generic[T]):
                 pending = self._pending
                 if pending is not None:
                     self._pending = None
+                    # Its event before the release, which lets go of its key and value.
+                    done = current.event_of(pending) if per_event else None
                     if not noack:
-                        pending.message.release()
-                    if per_event:
-                        sensors.on_stream_event_out(self, pending, states)
+                        pending.release()
+                    if done is not None:
+                        sensors.on_stream_event_out(self, done, states)
                 if items and count < run_max:
-                    event = items.popleft()
+                    message = items.popleft()
                     if buffer.draining and len(items) <= low_water:
                         buffer.drain()
                     count += 1
@@ -345,23 +355,29 @@ class Stream(Generic[T]):
                         sensors.on_stream_events(self, count, clock() - started)
                     count = 0
                     if items and buffer.error is None:
-                        event = items.popleft()
+                        message = items.popleft()
                         if buffer.draining and len(items) <= low_water:
                             buffer.drain()
                     else:
                         # Without sensors now, the loop goes on as the plain one
                         # (never returning: the caller would nest another generator).
-                        event = await buffer.get()
+                        message = await buffer.get()
                         per_event = sensors.stream_events
                         runs = sensors.stream_runs
                     count = 1
                     started = clock()
-                self._pending = event
-                self.current_event = event
-                set_current(event)
+                self._pending = message
+                current.message = message
+                if get_current() is not current:
+                    set_current(current)
                 if per_event:
-                    states = sensors.on_stream_event_in(self, event)
-                yield event.value if values else event
+                    states = sensors.on_stream_event_in(self, current.event_of(message))
+                if kind == _VALUES:
+                    yield message.decoded_value
+                elif kind == _EVENTS:
+                    yield current.event_of(message)
+                else:
+                    yield message
         finally:
             # The run under way when the agent crashed or stopped, and the event in
             # hand (per-event sensors close what they opened for it).
@@ -369,7 +385,7 @@ class Stream(Generic[T]):
                 if count and runs:
                     sensors.on_stream_events(self, count, clock() - started)
                 if per_event and self._pending is not None:
-                    sensors.on_stream_event_out(self, self._pending, states)
+                    sensors.on_stream_event_out(self, current.event_of(self._pending), states)
             finally:
                 await self._stop_companions(tasks)
 
@@ -379,12 +395,7 @@ class Stream(Generic[T]):
 
     def __aiter__(self) -> AsyncIterator[T]:
         if not self._steps:
-            # Sensors installed before the stream starts (the monitor is): one
-            # generator level either way, companions (group_by) or not.
-            companions = bool(self._companions)
-            if self.app.sensors.streams:
-                return self._sensed_events(values=True, companions=companions)
-            return self._fast_values(companions=companions)
+            return self._iterate(_VALUES)
         return self._values()
 
 
@@ -396,8 +407,8 @@ class Stream(Generic[T]):
     async def enumerate(self, start: int = 0) -> AsyncIterator[tuple[int, T]]:
         """Iterate over ``(index, value)`` pairs."""
         index = start
-        async for event in self.events():
-            yield index, event.value
+        async for value in self:
+            yield index, value
             index += 1
 
     def take(self, max_: int, within: float) -> AsyncIterator[list[T]]:
@@ -410,14 +421,15 @@ class Stream(Generic[T]):
 
     def take_events(self, max_: int, within: float) -> AsyncIterator[list[Event]]:
         """Like :meth:`take`, with the events (key, value, headers, message)."""
-        return self._take(max_, within, _itself)
+        current = self._current
+        return self._take(max_, within, lambda message, value: current.event_of(message))
 
     def take_with_timestamp(self, max_: int, within: float,
                             timestamp_field_name: str) -> AsyncIterator[list[Any]]:
         """Like :meth:`take`, each value as ``{"value": value, <timestamp_field_name>:
         the message's timestamp}`` (Faust's shape)."""
-        def pick(event: Event) -> Any:
-            return {"value": event.value, timestamp_field_name: event.message.timestamp}
+        def pick(message: Message, value: Any) -> Any:
+            return {"value": value, timestamp_field_name: message.timestamp}
         return self._take(max_, within, pick)
 
     def noack_take(self, max_: int, within: float) -> AsyncIterator[list[T]]:
@@ -426,38 +438,44 @@ class Stream(Generic[T]):
         return self.noack()._take(max_, within, _value_of)
 
     async def _take(self, max_: int, within: float,
-                    pick: Callable[[Event], Any]) -> AsyncIterator[list[Any]]:
+                    pick: Callable[[Message, Any], Any]) -> AsyncIterator[list[Any]]:
         if max_ < 1:
             raise ImproperlyConfigured("take(max_) needs max_ >= 1")
         buffer = self.buffer
         clock = self.app.clock
+        current = self._current
         tasks = await self._companion_tasks()
         try:
             while True:
                 held, self._held = self._held, []
                 if not self._noack:
-                    for event in held:
-                        event.ack()
+                    for message in held:
+                        message.release()
                 values: list[Any] = []
                 deadline: float | None = None
                 while len(values) < max_:
                     maybe = buffer.get_nowait()
                     if maybe is None:
                         if deadline is None:
-                            event = await buffer.get()
+                            message = await buffer.get()
                         else:
                             remaining = deadline - clock.monotonic()
                             if remaining <= 0 or not await buffer.wait_for_event(remaining, clock):
                                 break
                             continue
                     else:
-                        event = maybe
-                    self._held.append(event)
-                    self.current_event = event
-                    _current_event.set(event)
-                    if self._steps and not await self._apply_steps(event):
-                        continue
-                    values.append(pick(event))
+                        message = maybe
+                    self._held.append(message)
+                    current.message = message
+                    if _current_event.get() is not current:
+                        _current_event.set(current)
+                    value = message.decoded_value
+                    if self._steps:
+                        event = current.event_of(message)
+                        if not await self._apply_steps(event):
+                            continue
+                        value = event.value
+                    values.append(pick(message, value))
                     if deadline is None:
                         deadline = clock.monotonic() + within
                 if values:
@@ -539,10 +557,9 @@ class Stream(Generic[T]):
             encode_key = topic.schema.key_encoder(app.conf.key_serializer)
             encode_value = topic.schema.value_encoder(app.conf.value_serializer)
             sensors = app.sensors
-            async for event in source.events():
-                value = event.value
+            async for message in source._messages():
+                value = message.decoded_value
                 new_key = await get_key(value) if key_is_async else get_key(value)
-                message = event.message
                 headers = message.headers
                 if sensors.send_headers:
                     headers = sensors.on_send_headers(name, list(headers))
@@ -565,8 +582,9 @@ class Stream(Generic[T]):
         async def forward() -> None:
             await self.app.producer_ready()
             await target.maybe_declare()
-            async for event in source.events():
-                target.send_soon(event.key, event.value, headers=event.headers)
+            async for message in source._messages():
+                target.send_soon(message.decoded_key, message.decoded_value,
+                                 headers=message.headers)
 
         return target.stream(companions=(forward,))
 
@@ -575,8 +593,9 @@ class Stream(Generic[T]):
         targets = [self.app.resolve_channel(c) for c in channels]
 
         def send(value: T) -> T:
-            event = _current_event.get()
-            key = event.key if event is not None else None
+            current = _current_event.get()
+            message = current.message if current is not None else None
+            key = message.decoded_key if message is not None else None
             for target in targets:
                 target.send_soon(key, value)
             return value
@@ -597,10 +616,10 @@ class Stream(Generic[T]):
             async def forward() -> None:
                 buffer = combined[0].buffer
                 # The combined stream acknowledges: the sources hand events on as they are.
-                async for event in source.noack().events():
+                async for message in source.noack()._messages():
                     while buffer.full:
                         await asyncio.sleep(0.005)
-                    buffer.put(event)
+                    buffer.put(message)
             return forward
 
         stream: Stream[Any] = merged.stream(companions=[forwarder(s) for s in sources])
@@ -638,12 +657,20 @@ class Stream(Generic[T]):
         return join(self, other, "outer", key=key, within=within)
 
 
-def _value_of(event: Event) -> Any:
-    return event.value
+#: What ``Stream._fast`` and ``Stream._sensed`` yield.
+_VALUES, _EVENTS, _MESSAGES = 0, 1, 2
 
 
-def _itself(event: Event) -> Event:
-    return event
+def _value_of(message: Message, value: Any) -> Any:
+    return value
+
+
+def _copy(event: Event) -> SharedMessage:
+    """``event``'s message to queue once more, with the event's key and value."""
+    copy = SharedMessage(event.message)
+    copy.decoded_key = event.key
+    copy.decoded_value = event.value
+    return copy
 
 
 def _is_async(fun: Callable[..., Any]) -> bool:

@@ -191,21 +191,21 @@ class Agent:
                 return
             except Exception as exc:
                 self.crashes += 1
-                event = _current_event.get() or stream._pending
+                current = _current_event.get()
+                message = (current.message if current is not None else None) or stream._pending
                 where = (
-                    f" on {event.message.topic}[{event.message.partition}]"
-                    f"@{event.message.offset}"
-                    if event is not None
+                    f" on {message.topic}[{message.partition}]@{message.offset}"
+                    if message is not None
                     else ""
                 )
-                if event is None:
+                if message is None:
                     logger.exception("Agent %s crashed: %r", self.name, exc)
                     next_step, delay = "supervise", 0.0
                 else:
                     # The event in hand: skipped, retried, dead-lettered or kept
                     # uncommitted (stop); streams it made (group_by) hand their
                     # buffers, and what is queued there, to the restarted actor.
-                    next_step, delay = self.errors.handle(event, exc, streams, where)
+                    next_step, delay = self.errors.handle(message, exc, streams, where)
                 for made in streams:
                     made.release()
                 if next_step == "stop" or (next_step == "supervise"
@@ -216,7 +216,7 @@ class Agent:
                 # Crashing on an event: restart at once (a retry: after its delay).
                 # Crashing before any event (a bug at start-up): back off
                 # instead of spinning.
-                backoff = (delay if event is not None
+                backoff = (delay if message is not None
                            else min(max(backoff * 2, 0.5), MAX_BACKOFF_S))
                 if backoff:
                     await asyncio.sleep(backoff)
@@ -258,16 +258,18 @@ class Agent:
             )
 
     async def _on_reply(self, stream: Stream[Any], reply: Any) -> None:
-        event = stream.current_event
-        if event is not None:
-            request = reply_headers(event)
+        message = stream._current.message
+        if message is not None:
+            request = reply_headers(message.headers)
             if request is not None:
                 reply_to, correlation_id = request
-                response = ReqRepResponse(key=event.key, value=reply,
+                response = ReqRepResponse(key=message.decoded_key, value=reply,
                                           correlation_id=correlation_id)
                 await self.app.send(reply_to, key=None, value=response)
-            for hook in self._reply_hooks:
-                await hook(event, reply)
+            event = stream.current_event
+            if self._reply_hooks and event is not None:
+                for hook in self._reply_hooks:
+                    await hook(event, reply)
         for sink in self._sinks:
             if isinstance(sink, (Agent, Channel)):
                 await sink.send(value=reply)

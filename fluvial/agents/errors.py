@@ -28,7 +28,6 @@ from ..settings import PROCESSING_ERROR_POLICIES
 
 if TYPE_CHECKING:
     from ..app import App
-    from ..events import Event
     from ..streams import Stream
     from ..types import Message
 
@@ -69,9 +68,9 @@ class ErrorPolicy:
     def retries(self) -> int:
         return self.app.conf.processing_error_retries
 
-    def handle(self, event: Event, exc: BaseException, streams: list[Stream[Any]],
+    def handle(self, message: Message, exc: BaseException, streams: list[Stream[Any]],
                where: str) -> tuple[str, float]:
-        """Settle the events in hand after the agent raised on ``event``.
+        """Settle the events in hand after the agent raised on the event of ``message``.
 
         Returns what the supervisor does next — ``'restart'`` (after the
         returned delay), ``'supervise'`` (its own strategy) or ``'stop'`` —
@@ -80,7 +79,7 @@ class ErrorPolicy:
         policy = self.policy
         name = self.agent_name
         if policy == "retry":
-            attempt = self._failed_attempt(event.message)
+            attempt = self._failed_attempt(message)
             if attempt <= self.retries:
                 delay = min(RETRY_BACKOFF_S * 2 ** (attempt - 1), MAX_RETRY_BACKOFF_S)
                 if self.app.conf.exactly_once:
@@ -90,32 +89,32 @@ class ErrorPolicy:
                         f"agent {name} retries the event{where}")
                     delay = 0.0  # the re-join waits
                 else:
-                    _put_back(event, streams)
+                    _put_back(message, streams)
                 logger.error("Agent %s crashed%s: %r. Retry %d of %d in %.1f s "
                              "(on_error=retry).", name, where, exc, attempt, self.retries, delay,
                              exc_info=exc)
                 return "restart", delay
-            self._attempts.pop(_position(event.message), None)
+            self._attempts.pop(_position(message), None)
             logger.error("Agent %s crashed%s: %r, and after %d retries still does. Stopping "
                          "without committing it (on_error=retry).", name, where, exc,
                          self.retries, exc_info=exc)
-            _settle_others(event, streams)
+            _settle_others(message, streams)
             return "stop", 0.0
         if policy == "stop":
             logger.error("Agent %s crashed%s: %r. Stopping without committing it "
                          "(on_error=stop).", name, where, exc, exc_info=exc)
-            _settle_others(event, streams)
+            _settle_others(message, streams)
             return "stop", 0.0
         if policy == "dead_letter":
             error = "".join(traceback.format_exception(exc))
-            failed = dead_letter(self.app, event.message, f"{exc!r}\n{error}",
+            failed = dead_letter(self.app, message, f"{exc!r}\n{error}",
                                  [("fluvial-agent", name.encode())])
             if failed is not None:
                 logger.error("Agent %s crashed%s: %r. It cannot be sent to the dead-letter "
                              "topic %r either (%s): stopping without committing it.", name,
                              where, exc, self.app.conf.dead_letter_topic_name, failed,
                              exc_info=exc)
-                _settle_others(event, streams)
+                _settle_others(message, streams)
                 return "stop", 0.0
             logger.error("Agent %s crashed%s: %r. Sent to dead-letter topic %r "
                          "(on_error=dead_letter).", name, where, exc,
@@ -142,27 +141,26 @@ def _position(message: Message) -> tuple[str, int, int]:
     return (message.topic, message.partition, message.offset)
 
 
-def _holder(event: Event, streams: list[Stream[Any]]) -> Stream[Any] | None:
+def _holder(message: Message, streams: list[Stream[Any]]) -> Stream[Any] | None:
     for made in streams:
-        if made._pending is event or any(e is event for e in made._held):
+        if made.holds(message):
             return made
     return None
 
 
-def _settle_others(event: Event, streams: list[Stream[Any]]) -> Stream[Any] | None:
+def _settle_others(message: Message, streams: list[Stream[Any]]) -> Stream[Any] | None:
     """Acknowledge what the actor's other streams hold (a ``group_by`` source's
-    forwarded events); the stream holding ``event`` keeps it unacknowledged."""
-    holder = _holder(event, streams)
+    forwarded events); the stream holding ``message`` keeps it unacknowledged."""
+    holder = _holder(message, streams)
     for made in streams:
         if made is not holder:
             made.ack_pending()
     return holder
 
 
-def _put_back(event: Event, streams: list[Stream[Any]]) -> None:
-    """Return ``event`` (its ``take`` batch) to the front of its stream's buffer."""
-    holder = _settle_others(event, streams)
+def _put_back(message: Message, streams: list[Stream[Any]]) -> None:
+    """Return ``message`` (its ``take`` batch) to the front of its stream's buffer."""
+    holder = _settle_others(message, streams)
     if holder is None:
         return
-    events = holder.take_back()
-    holder.buffer.put_back(events)
+    holder.buffer.put_back(holder.take_back())

@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..buffers import EventBuffer
 from ..types import TP, Message
-
-if TYPE_CHECKING:
-    from ..events import Event
 
 __all__ = ["PartitionedBuffers"]
 
@@ -48,13 +45,13 @@ class PartitionedBuffers(EventBuffer):
             self._actors[partition] = self._start_actor(buffer, partition)
         return buffer
 
-    def put(self, event: Event) -> None:
-        self._part(event.message.partition).put(event)
+    def put(self, message: Message) -> None:
+        self._part(message.partition).put(message)
 
-    def put_many(self, events: list[Event]) -> None:
-        by_partition: dict[int, list[Event]] = {}
-        for event in events:
-            by_partition.setdefault(event.message.partition, []).append(event)
+    def put_many(self, messages: list[Message]) -> None:
+        by_partition: dict[int, list[Message]] = {}
+        for message in messages:
+            by_partition.setdefault(message.partition, []).append(message)
         for partition, batch in by_partition.items():
             buffer = self._part(partition)
             buffer.put_many(batch)

@@ -11,7 +11,7 @@ from ..models import Record
 
 if TYPE_CHECKING:
     from ..app import App
-    from ..events import Event
+    from ..types import Headers
 
 __all__ = ["REPLY_TO", "CORRELATION_ID", "ReplyConsumer", "ReqRepResponse"]
 
@@ -30,10 +30,10 @@ class ReqRepResponse(Record, namespace="@ReqRepResponse"):
     correlation_id: str
 
 
-def reply_headers(event: Event) -> tuple[str, str] | None:
-    """``(reply_to, correlation_id)`` when ``event`` is a request, else None."""
+def reply_headers(headers: Headers) -> tuple[str, str] | None:
+    """``(reply_to, correlation_id)`` when an event of ``headers`` is a request, else None."""
     reply_to = correlation_id = None
-    for name, value in event.headers:
+    for name, value in headers:
         if name == REPLY_TO:
             reply_to = value.decode()
         elif name == CORRELATION_ID:

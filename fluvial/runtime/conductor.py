@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 
 from ..buffers import EventBuffer
 from ..clock import wait_event, wait_within
-from ..events import Event
 from ..exceptions import (
     ConsumerFailed,
     DecoderUnavailable,
@@ -23,7 +22,7 @@ from ..exceptions import (
     TransactionAborted,
     WorkerStopped,
 )
-from ..types import TP, ConsumerT, Message
+from ..types import TP, ConsumerT, Message, SharedMessage
 from .checkpoints import Checkpoints
 from .context import WorkerContext
 from .deadletter import dead_letter, position, shorten
@@ -301,7 +300,13 @@ class Conductor:
     # -- dispatch --------------------------------------------------------------
 
     def dispatch(self, messages: list[Message]) -> None:
-        """Decode a batch per topic and hand the events to every subscriber."""
+        """Decode a batch per topic and queue it for every subscriber.
+
+        The messages themselves are queued, their key and value decoded into
+        them (``decoded_key``, ``decoded_value``): an :class:`~fluvial.events.Event`
+        is made only if user code asks for it. A second ``Topic`` object reading
+        the topic (another schema) gets a :class:`~fluvial.types.SharedMessage` of each.
+        """
         if self.ctx.error is not None:
             return  # stopping: nothing more is processed (nor tracked, nor committed)
         by_topic: dict[str, list[Message]] = {}
@@ -320,41 +325,50 @@ class Conductor:
             if not subs:
                 continue  # not ours any more (resubscribed); not tracked, never committed
             receivers = sum(len(sub.buffers) for sub in subs)
-            for message in batch:
-                message.hold(receivers)
+            Message.hold_all(batch, receivers)
             tracker.track(topic, batch)
             if sensed:
                 sensors.on_messages_in(topic, batch)
-            decoded = [(sub, self._decode(sub, batch)) for sub in subs]
+            decoded = [(sub, self._decode(sub, batch, shared=i > 0))
+                       for i, sub in enumerate(subs)]
             if self.ctx.error is not None:
                 # decode_error_policy=stop: no subscriber sees the bad message or
                 # any after it (never acknowledged, so never committed).
                 decoded = self._before_stop(batch, decoded)
-            for sub, events in decoded:
+            for sub, items in decoded:
                 for buffer in sub.buffers:
-                    buffer.put_many(events)
+                    buffer.put_many(items)
                     if buffer.full and not buffer.draining:
                         buffer.draining = True
                         self._full.add(buffer)
             if self.ctx.error is not None:
                 return
 
-    def _before_stop(self, batch: list[Message], decoded: list[tuple[Subscription, list[Event]]]
-                     ) -> list[tuple[Subscription, list[Event]]]:
+    def _before_stop(self, batch: list[Message], decoded: list[tuple[Subscription, list[Message]]]
+                     ) -> list[tuple[Subscription, list[Message]]]:
         """The events of ``batch`` before the message a ``stop`` policy stopped on."""
         stopped = self._stopped_on
         cut = next((i for i, m in enumerate(batch) if m is stopped), len(batch))
         keep = {id(m) for m in batch[:cut]}
-        return [(sub, [e for e in events if id(e.message) in keep]) for sub, events in decoded]
+        return [(sub, [m for m in items if id(m.origin) in keep]) for sub, items in decoded]
 
-    def _decode(self, sub: Subscription, batch: list[Message]) -> list[Event]:
-        app = self.app
+    def _decode(self, sub: Subscription, batch: list[Message], *, shared: bool = False
+                ) -> list[Message]:
+        """Decode ``batch`` for ``sub`` into the messages (``shared``: into copies, a
+        topic's first subscription having decoded into the messages themselves)."""
+        items: list[Message] = [SharedMessage(m) for m in batch] if shared else batch
         ck = sub.convert_key
         cv = sub.convert_value
         try:
             if ck is None:
-                return [Event(app, m.key, cv(m.value), None, m) for m in batch]
-            return [Event(app, ck(m.key), cv(m.value), None, m) for m in batch]
+                for m in items:
+                    m.decoded_key = m.key
+                    m.decoded_value = cv(m.value)
+            else:
+                for m in items:
+                    m.decoded_key = ck(m.key)
+                    m.decoded_value = cv(m.value)
+            return items
         except Exception:
             pass
         # Something in the batch did not decode: one message at a time, each
@@ -363,21 +377,24 @@ class Conductor:
         # message's fault, not the worker's.
         dk = sub.decode_key
         dv = sub.decode_value
-        events = []
-        for m in batch:
+        decoded = []
+        for m in items:
             try:
-                events.append(Event(app, dk(m.key), dv(m.value), None, m))
+                m.decoded_key = dk(m.key)
+                m.decoded_value = dv(m.value)
             except DecoderUnavailable as exc:
                 logger.error("Cannot decode message %s: %s. Stopping without committing it.",
                              position(m), exc)
                 m.never_commit()
-                self._stopped_on = m
+                self._stopped_on = m.origin
                 self.fail(exc)
                 break
             except Exception as exc:
                 if not self._on_decode_error(sub, m, exc):
                     break
-        return events
+            else:
+                decoded.append(m)
+        return decoded
 
     def _on_decode_error(self, sub: Subscription, message: Message, exc: Exception) -> bool:
         """Apply the decode error policy; False when the worker stops on ``message``."""
@@ -396,12 +413,13 @@ class Conductor:
             logger.error("Cannot decode message %s: %s. It cannot be sent to the dead-letter "
                          "topic %r either (%s): stopping without committing it.",
                          where, shown, self.app.conf.dead_letter_topic_name, shorten(str(failed)))
-            self._stop_on(message, f"Undecodable message at {where} not dead-lettered: {failed}")
+            self._stop_on(message.origin,
+                          f"Undecodable message at {where} not dead-lettered: {failed}")
             return False
         if policy == "stop":
             logger.error("Cannot decode message %s: %s. Stopping (decode_error_policy=stop).",
                          where, shown)
-            self._stop_on(message, f"Undecodable message at {where}: {shown}")
+            self._stop_on(message.origin, f"Undecodable message at {where}: {shown}")
             return False
         message.release(len(sub.buffers))
         logger.error("Cannot decode message %s: %s. Skipped (decode_error_policy=skip).",

@@ -43,14 +43,19 @@ class OffsetTracker:
         for its deliveries.
         """
         processed = self.processed
+        acked_prefix = Message.acked_prefix
         for topic, parts in self._parts.items():
             for partition, queue in parts.items():
-                if not queue or not queue[0].acked:
+                done = acked_prefix(queue)
+                if not done:
                     continue
-                last = queue.popleft()
-                while queue and queue[0].acked:
-                    last = queue.popleft()
-                processed[TP(topic, partition)] = last.offset + 1
+                if done == len(queue):  # the usual case: all processed
+                    processed[TP(topic, partition)] = queue[-1].offset + 1
+                    queue.clear()
+                    continue
+                processed[TP(topic, partition)] = queue[done - 1].offset + 1
+                for _ in range(done):
+                    queue.popleft()
 
     def committable(self) -> dict[TP, int]:
         """Pop the processed prefix of every partition; return the offsets to commit

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from ..codecs import json_dumps, json_loads
-from ..events import _current_event
+from ..events import current_message
 from ..exceptions import TableError
 from ..models import Record
 from ..models.convert import is_model_class
@@ -224,9 +224,9 @@ class SetTable(Table):
 
     def _members(self, key: Any) -> set[Any] | frozenset[Any]:
         """The set at ``key`` (the event's partition first, like Table reads); never a copy."""
-        event = _current_event.get()
-        if event is not None:
-            store = self._parts.get(event.message.partition)
+        message = current_message()
+        if message is not None:
+            store = self._parts.get(message.partition)
             if store is not None:
                 members = store.get(key)
                 if members is not None:

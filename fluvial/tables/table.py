@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any
 
-from ..events import _current_event
+from ..events import _current_event, current_message
 from ..exceptions import ImproperlyConfigured, PartitionNotOwned, TableError
 from ..serializers import Schema
 from .changes import ChangeListener, TableChange, notify
@@ -213,18 +213,18 @@ class Table(MutableMapping[Any, Any]):
             if encoded is None:
                 raise TableError(f"Table {self.name}: a None key cannot be partitioned")
             return partition_for_key(encoded, self.partitions)
-        event = _current_event.get()
-        if event is None:
+        message = current_message()
+        if message is None:
             raise TableError(
                 f"Cannot write to table {self.name!r} outside of a stream: the partition "
                 "of a key comes from the event being processed. Write from an agent, or "
                 "create the table with use_partitioner=True."
             )
-        partition = event.message.partition
+        partition = message.partition
         if partition >= self.partitions:
             raise TableError(
                 f"Table {self.name!r} has {self.partitions} partitions but the event comes "
-                f"from {event.message.topic}[{partition}]: the stream and the table must be "
+                f"from {message.topic}[{partition}]: the stream and the table must be "
                 "co-partitioned (group_by the stream, or give the table partitions=)."
             )
         return partition
@@ -260,7 +260,7 @@ class Table(MutableMapping[Any, Any]):
         """
         message = (f"Table {self.name!r}: partition {partition} belongs to another worker "
                    "(revoked from this one by a rebalance, or never assigned to it)")
-        if _current_event.get() is None:
+        if current_message() is None:
             raise PartitionNotOwned(f"{message}; send the write to its owner (app.router "
                                     "tells which worker owns a key)")
         self.writes_dropped += 1
@@ -378,9 +378,9 @@ class Table(MutableMapping[Any, Any]):
             self._sensors.on_table_get(self, key)
         if self._key_hooks:
             self.on_key_get(key)
-        event = _current_event.get()
-        if event is not None:
-            store = self._parts.get(event.message.partition)
+        current = _current_event.get()
+        if current is not None and current.message is not None:
+            store = self._parts.get(current.message.partition)
             if store is not None:
                 value = store.get(key, _MISSING)
                 if value is not _MISSING:
@@ -401,10 +401,11 @@ class Table(MutableMapping[Any, Any]):
             self._sensors.on_table_set(self, key, value)
         # The usual write (from an agent, to a partition held here, a kind of key
         # already checked) inline; everything else as _partition_for_write/_set_in.
-        event = None if self.use_partitioner else _current_event.get()
+        current = None if self.use_partitioner else _current_event.get()
         store = None
-        if event is not None and type(key) in self._key_types:
-            partition = event.message.partition
+        message = None if current is None else current.message
+        if message is not None and type(key) in self._key_types:
+            partition = message.partition
             if partition < self.partitions:
                 store = self._parts.get(partition)
         if store is not None:

@@ -27,6 +27,7 @@ __all__ = [
     "ProducerT",
     "RebalanceCallback",
     "RecordMetadata",
+    "SharedMessage",
     "TopicSpec",
     "TransactionalProducerT",
     "TransportT",
@@ -62,10 +63,19 @@ class Message:
     message nobody holds any more is :attr:`acked`: its offset may be
     committed. :meth:`never_commit` keeps it unacknowledged for good (the
     worker stops on it).
+
+    What a stream reads: the conductor decodes ``key`` and ``value`` (bytes)
+    into :attr:`decoded_key` and :attr:`decoded_value` and queues the message
+    itself; the :class:`~fluvial.events.Event` user code may ask for is made
+    from them on demand. :attr:`event` is ``None`` but for a message queued
+    with the event a caller built (``Channel.put``).
     """
 
     __slots__ = (
         "_holds",
+        "decoded_key",
+        "decoded_value",
+        "event",
         "headers",
         "key",
         "offset",
@@ -93,24 +103,59 @@ class Message:
         self.timestamp = timestamp
         self.headers: Headers = headers if headers is not None else []
         self._holds: int | float = 0
+        self.event: Any = None
+        # ``decoded_key`` and ``decoded_value``: set before the message is queued
+        # for a stream (never read before).
+        self.decoded_key: Any
+        self.decoded_value: Any
 
     @property
     def tp(self) -> TP:
         return TP(self.topic, self.partition)
+
+    @property
+    def origin(self) -> Message:
+        """The fetched message whose offset acknowledging this one acknowledges: itself
+        (a :class:`SharedMessage` gives the one it shares)."""
+        return self
 
     def hold(self, streams: int = 1) -> None:
         """``streams`` more streams must process this message before it is acknowledged."""
         self._holds += streams
 
     def release(self, streams: int = 1) -> bool:
-        """``streams`` streams are done with it; True when none holds it any more."""
-        self._holds -= streams
-        return self._holds <= 0
+        """``streams`` streams are done with it; True when none holds it any more.
+
+        The decoded key and value are let go then: the tracker keeps the message
+        until its offset is committed, and would keep them alive as long.
+        """
+        holds = self._holds = self._holds - streams
+        if holds <= 0:
+            self.decoded_key = self.decoded_value = None
+            return True
+        return False
 
     def never_commit(self) -> None:
         """Keep it unacknowledged for good: its offset is never committed, and a
         restarted worker reads it again (the worker stops on it)."""
         self._holds = math.inf
+
+    @staticmethod
+    def hold_all(messages: Iterable[Message], streams: int) -> None:
+        """:meth:`hold` each of ``messages`` (a fetched batch), in one call."""
+        for message in messages:
+            message._holds += streams
+
+    @staticmethod
+    def acked_prefix(messages: Iterable[Message]) -> int:
+        """How many of ``messages`` (a partition's, in offset order) are :attr:`acked`
+        before the first that is not, in one call."""
+        count = 0
+        for message in messages:
+            if message._holds > 0:
+                break
+            count += 1
+        return count
 
     @property
     def acked(self) -> bool:
@@ -128,6 +173,64 @@ class Message:
             f"<Message {self.topic}[{self.partition}]@{self.offset} "
             f"key={self.key!r} value={self.value!r}>"
         )
+
+
+class SharedMessage(Message):
+    """A fetched message delivered once more with its own decoded key and value
+    and its own event: to a second ``Topic`` object reading the topic (another
+    schema), or moved on by a combined or joined stream (a value a ``map`` step
+    changed). Position, bytes, timestamp and headers are the message's, and
+    :meth:`hold`/:meth:`release` are the message's (its offset is the one tracked).
+    """
+
+    __slots__ = ("_origin",)
+
+    def __init__(self, message: Message) -> None:
+        origin = message.origin
+        self._origin = origin
+        self.topic = origin.topic
+        self.partition = origin.partition
+        self.offset = origin.offset
+        self.key = origin.key
+        self.value = origin.value
+        self.event = None
+
+    @property
+    def origin(self) -> Message:
+        return self._origin
+
+    @property
+    def timestamp(self) -> float:
+        return self._origin.timestamp
+
+    @timestamp.setter
+    def timestamp(self, value: float) -> None:
+        self._origin.timestamp = value
+
+    @property
+    def headers(self) -> Headers:
+        return self._origin.headers
+
+    @headers.setter
+    def headers(self, value: Headers) -> None:
+        self._origin.headers = value
+
+    def hold(self, streams: int = 1) -> None:
+        self._origin.hold(streams)
+
+    def release(self, streams: int = 1) -> bool:
+        return self._origin.release(streams)
+
+    def never_commit(self) -> None:
+        self._origin.never_commit()
+
+    @property
+    def acked(self) -> bool:
+        return self._origin.acked
+
+    @property
+    def holders(self) -> int:
+        return self._origin.holders
 
 
 def by_partition(messages: list[Message]) -> dict[TP, list[Message]]:

@@ -152,7 +152,6 @@ async def test_events_discarded_at_a_revoke_never_reach_a_reading_stream() -> No
     """A rebalance drops the queued events of revoked partitions; a stream already
     iterating the buffer must not process them anyway (their new owner does)."""
     from fluvial.buffers import EventBuffer
-    from fluvial.events import Event
     from fluvial.streams import Stream
     from fluvial.types import TP, Message
 
@@ -161,8 +160,9 @@ async def test_events_discarded_at_a_revoke_never_reach_a_reading_stream() -> No
         buffer = EventBuffer(100, ["t"])
         for offset in range(6):
             message = Message("t", offset % 2, offset, None, None, 0.0)
+            message.decoded_key, message.decoded_value = None, offset
             message.hold()
-            buffer.put(Event(app, None, offset, None, message))
+            buffer.put(message)
         stream: Stream[int] = Stream(app.channel(), app=app, buffer=buffer, steps=steps)
         iterator = stream.__aiter__()
         seen = [await iterator.__anext__()]               # offset 0 (partition 0)

@@ -175,7 +175,7 @@ async def test_revoked_partitions_refuse_late_writes_and_dirty_ones_are_not_kept
     the new owner never sees: refused from outside a stream, dropped (and counted)
     from a late event; a revoked partition with writes the changelog lacks is closed,
     not kept as a standby."""
-    from fluvial.events import Event, _current_event
+    from fluvial.events import Current, _current_event
     from fluvial.exceptions import PartitionNotOwned
     from fluvial.types import TP, Message
 
@@ -206,7 +206,7 @@ async def test_revoked_partitions_refuse_late_writes_and_dirty_ones_are_not_kept
                 table[key] += 1
         # From an event whose partition was taken away: dropped, counted, logged.
         message = Message(source.get_topic_name(), 0, 0, None, None, 0.0)
-        token = _current_event.set(Event(app, None, None, None, message))
+        token = _current_event.set(Current(app, message))
         try:
             table[keys[0]] = 5
             table[keys[1]] += 1

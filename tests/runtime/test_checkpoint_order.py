@@ -47,9 +47,9 @@ async def test_at_least_once_commits_its_snapshot_once_what_preceded_its_mark_is
     def process(count: int) -> None:
         """An actor: each event sends its value on, then is acknowledged."""
         for _ in range(count):
-            event = buffer.items.popleft()
-            producer.send("out", None, event.value)
-            assert event.ack()
+            message = buffer.items.popleft()
+            producer.send("out", None, message.value)
+            assert message.release()
 
     conductor.dispatch([Message(name, 0, i, None, b"%d" % i, 0.0) for i in range(4)])
     process(2)                                   # events 0 and 1: the send of 0 is held

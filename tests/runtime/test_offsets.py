@@ -103,3 +103,45 @@ def test_advance_lets_go_of_processed_messages_and_keeps_their_offsets() -> None
     assert tracker.committable() == {T0: 3}
     tracker.committed.update({T0: 3})
     assert tracker.committable() == {}
+
+
+def test_acked_prefix_counts_up_to_the_first_unprocessed() -> None:
+    messages = fetched(0, 0, 1, 2, 3)
+    Message.hold_all(messages, 1)  # a second stream receives them too
+    assert [m.holders for m in messages] == [2, 2, 2, 2]
+    for message in messages[:3]:
+        message.release(2)
+    messages[3].release()
+    assert Message.acked_prefix(messages) == 3
+    messages[1].never_commit()
+    assert Message.acked_prefix(messages) == 1
+    assert Message.acked_prefix([]) == 0
+
+
+async def test_a_stream_commits_exactly_what_it_finished() -> None:
+    """Through the conductor and a stream over two partitions: what a checkpoint
+    would commit is, per partition, the prefix of what the stream moved past —
+    never the event in hand, nor anything after it."""
+    import fluvial as faust
+    from fluvial.buffers import EventBuffer
+    from fluvial.streams import Stream
+
+    app = faust.App("exact-prefix", broker="memory://exact-prefix")
+    topic = app.topic("t", value_serializer="raw", partitions=2)
+    buffer = EventBuffer(100, ["t"])
+    app.conductor.subscribe(topic, buffer)
+    # Partition 0 at offsets 10.., partition 1 at 20.., interleaved as fetched.
+    batch = [Message("t", i % 2, 10 * (1 + i % 2) + i // 2, None, b"%d" % i, 0.0)
+             for i in range(8)]
+    app.conductor.dispatch(batch)
+    tracker = app.conductor.ctx.offsets
+    stream: Stream[bytes] = Stream(topic, app=app, buffer=buffer)
+    values = stream.__aiter__()
+    assert await values.__anext__() == b"0"              # t[0]@10 in hand
+    assert tracker.committable() == {}
+    for expected in (b"1", b"2", b"3", b"4"):            # up to t[0]@12 in hand
+        assert await values.__anext__() == expected
+    assert tracker.committable() == {T0: 12, T1: 22}     # 10, 11 and 20, 21 finished
+    stream.ack_pending()                                  # the agent crashed on t[0]@12
+    assert tracker.committable() == {T0: 13, T1: 22}
+    await values.aclose()

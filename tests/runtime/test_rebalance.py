@@ -49,15 +49,15 @@ async def test_revoke_finishes_in_flight_events_commits_them_then_gives_up(
     t0, t1 = TP(name, 0), TP(name, 1)
     fetch(app, name, (0, 0), (0, 1), (1, 0), (1, 1), (1, 2))
     for _ in range(2):
-        assert buffer.items.popleft().ack()               # 0@0, 0@1 processed
+        assert buffer.items.popleft().release()           # 0@0, 0@1 processed
     in_hand = buffer.items.popleft()                      # 1@0: an actor holds it
-    assert in_hand.message.tp == t1
+    assert in_hand.tp == t1
     revoke = asyncio.ensure_future(app.conductor.rebalance.revoked({t1}))
     await asyncio.sleep(0.05)
     assert not revoke.done(), "the revoke waits for the event an actor holds"
     assert list(buffer.items) == [], "queued events of the revoked partition are dropped"
     assert group.committed == {}
-    assert in_hand.ack()
+    assert in_hand.release()
     await asyncio.wait_for(revoke, 5)
     assert group.committed == {t0: 2, t1: 1}, "what was processed, nothing queued"
     assert app.conductor.assignment() == {t0}
@@ -69,7 +69,7 @@ async def test_a_loss_commits_nothing_and_owes_a_rejoin(unique: Callable[[str], 
     app, buffer, name, group = await worker(unique)
     t0, t1 = TP(name, 0), TP(name, 1)
     fetch(app, name, (0, 0), (1, 0))
-    assert buffer.items.popleft().ack()
+    assert buffer.items.popleft().release()
     await app.conductor.rebalance.lost({t0, t1})
     assert group.committed == {}
     assert isinstance(app.conductor.ctx.rejoin_reason, ConsumerFailed)

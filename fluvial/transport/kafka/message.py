@@ -31,6 +31,7 @@ class KafkaMessage(Message):
         self.key = key
         self.value = value
         self._holds = 0
+        self.event = None
         self._headers: Headers | None = None
         self._timestamp: float | None = None
 
