@@ -81,6 +81,13 @@ class Kit:
         self._clients.append(producer)
         return producer
 
+    async def fill(self, topic: str, count: int) -> None:
+        """Write ``count`` messages ``b"0"``, ``b"1"``, ... to ``topic`` and wait for them."""
+        producer = await self.producer()
+        for i in range(count):
+            producer.send_soon(topic, None, b"%d" % i)
+        await producer.flush()
+
     async def consumer(self, group_id: str | None = None, **config: Any) -> ConsumerT:
         consumer = self.transport.create_consumer(group_id, **config)
         await consumer.start()

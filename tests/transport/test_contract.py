@@ -147,10 +147,7 @@ async def test_commit_then_same_group_resumes_after_committed_offset(kit: Kit) -
     (topic,) = await kit.topics(1)
     tp = TP(topic, 0)
     group = kit.name("group")
-    producer = await kit.producer()
-    for i in range(10):
-        producer.send_soon(topic, None, b"%d" % i)
-    await producer.flush()
+    await kit.fill(topic, 10)
 
     first = await kit.consumer(group)
     first.subscribe([topic], on_assign=_ignore, on_revoke=_ignore)
@@ -314,10 +311,7 @@ async def test_stop_hands_partitions_back_through_on_revoke_which_may_commit(
     (topic,) = await kit.topics(1)
     tp = TP(topic, 0)
     group = kit.name("group")
-    producer = await kit.producer()
-    for i in range(5):
-        producer.send_soon(topic, None, b"%d" % i)
-    await producer.flush()
+    await kit.fill(topic, 5)
     revoked: list[set[TP]] = []
     consumer = await kit.consumer(group)
 

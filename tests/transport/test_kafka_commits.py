@@ -39,10 +39,7 @@ async def _ignore(_: set[TP]) -> None:
 async def test_commits_out_together_each_get_their_own_result(kit: Kit) -> None:
     (topic,) = await kit.topics(1)
     tp = TP(topic, 0)
-    producer = await kit.producer()
-    for i in range(10):
-        producer.send_soon(topic, None, b"%d" % i)
-    await producer.flush()
+    await kit.fill(topic, 10)
     consumer = await kit.consumer(kit.name("group"))
     consumer.subscribe([topic], on_assign=_ignore, on_revoke=_ignore)
     await drain(consumer, 10)
@@ -65,10 +62,7 @@ async def test_a_commit_completes_while_every_hand_off_slot_is_taken(kit: Kit) -
     most a few single messages are handed over meanwhile."""
     (topic,) = await kit.topics(1)
     tp = TP(topic, 0)
-    producer = await kit.producer()
-    for i in range(5000):
-        producer.send_soon(topic, None, b"%d" % i)
-    await producer.flush()
+    await kit.fill(topic, 5000)
     consumer = await kit.consumer(kit.name("group"), batch_size=100, max_pending_batches=1)
     consumer.subscribe([topic], on_assign=_ignore, on_revoke=_ignore)
     first = await drain(consumer, 1)

@@ -407,14 +407,7 @@ class KafkaConsumer:
             self._commits.append((key, fut))
             return _LATER
 
-        if self._thread is None:  # not started: no other thread uses the handle yet
-            return await loop.run_in_executor(None, commit)
-        with self._cond:
-            if self._finished:
-                raise TransportError("The Kafka consumer is stopped")
-            self._requests.append((commit, fut))
-            self._cond.notify_all()
-        return await fut
+        return await self._request(commit, fut)
 
     async def committed(self, tps: Iterable[TP]) -> dict[TP, int | None]:
         tps = [TP(*tp) for tp in tps]
@@ -529,12 +522,15 @@ class KafkaConsumer:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
 
-    async def _request(self, fn: Callable[[], T]) -> T:
-        """Run ``fn`` on the consumer thread (the only thread that may use the handle)."""
+    async def _request(self, fn: Callable[[], T], fut: asyncio.Future[T] | None = None) -> T:
+        """Run ``fn`` on the consumer thread (the only thread that may use the handle);
+        its result resolves ``fut`` (a new future if None), unless ``fn`` returns
+        ``_LATER`` and resolves it itself afterwards."""
         loop = asyncio.get_running_loop()
         if self._thread is None:  # not started: no other thread uses the handle yet
             return await loop.run_in_executor(None, fn)
-        fut: asyncio.Future[T] = loop.create_future()
+        if fut is None:
+            fut = loop.create_future()
         with self._cond:
             if self._finished:
                 raise TransportError("The Kafka consumer is stopped")
